@@ -1,0 +1,44 @@
+"""lm-eval-temporal: temporal self-consistency voting, Temporal Semantic Entropy and
+Temporal Consistency Reinforcement for masked-diffusion language models (LLaDA).
+
+The public names are loaded lazily so that ``import lm_eval_temporal`` (which the
+lm-eval startup hook may trigger) costs nothing until one of them is used:
+
+- ``LLaDAConfig``, ``LLaDAModelLM`` (``lm_eval_temporal.llada``)
+- ``generate`` (``lm_eval_temporal.sampler``)
+- ``load_model`` (``lm_eval_temporal.loading``)
+- modules ``answers`` (extraction/equivalence) and ``temporal`` (vote, TSE)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "LLaDAConfig": "lm_eval_temporal.llada",
+    "LLaDAModelLM": "lm_eval_temporal.llada",
+    "generate": "lm_eval_temporal.sampler",
+    "GenerationOutput": "lm_eval_temporal.sampler",
+    "load_model": "lm_eval_temporal.loading",
+    "LoadedModel": "lm_eval_temporal.loading",
+}
+_SUBMODULES = {"answers", "temporal", "llada", "sampler", "loading"}
+
+__all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,262 @@
+"""LLaDA (masked-diffusion LM) for transformers 5, weight-compatible with GSAI-ML/LLaDA-8B-Instruct.
+
+The hub's remote code targets transformers 4.38 and never calls ``post_init`` (it fails on
+5.x with "no attribute all_tied_weights_keys"), so this package carries its own model,
+registered for ``model_type="llada"`` and loaded with ``trust_remote_code=False``.
+
+Architecture (OLMo-derived, fully bidirectional, no KV cache): token embedding ``wte``; per
+block RMSNorm -> q/k/v -> RoPE -> non-causal SDPA -> ``attn_out`` (residual); RMSNorm ->
+SwiGLU ``ff_out(silu(ff_proj(x)) * up_proj(x))`` (residual); final RMSNorm ``ln_f``; untied
+head ``ff_out``. Parameter names mirror the checkpoint keys exactly, so loading is strict.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import MaskedLMOutput
+
+__all__ = ["LLaDAConfig", "LLaDAModelLM"]
+
+
+class LLaDAConfig(PretrainedConfig):
+    """Configuration with the field names of LLaDA's ``config.json``.
+
+    Unknown fields of a real config (OLMo leftovers such as ``block_type``, ``init_fn`` or
+    ``auto_map``) are kept as attributes and otherwise ignored.
+    """
+
+    model_type = "llada"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    def __init__(
+        self,
+        d_model: int = 4096,
+        n_heads: int = 32,
+        n_kv_heads: int | None = None,
+        n_layers: int = 32,
+        mlp_hidden_size: int = 12288,
+        vocab_size: int = 126464,
+        embedding_size: int | None = 126464,
+        max_sequence_length: int = 4096,
+        rope: bool = True,
+        rope_theta: float = 500000.0,
+        rms_norm_eps: float = 1e-5,
+        weight_tying: bool = False,
+        include_bias: bool = False,
+        mask_token_id: int | None = 126336,
+        eos_token_id: int | None = 126081,
+        pad_token_id: int | None = 126081,
+        bos_token_id: int | None = 126080,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_kv_heads = n_kv_heads if n_kv_heads is not None else n_heads
+        self.n_layers = n_layers
+        self.mlp_hidden_size = mlp_hidden_size
+        self.vocab_size = vocab_size
+        self.embedding_size = embedding_size if embedding_size is not None else vocab_size
+        self.max_sequence_length = max_sequence_length
+        self.rope = rope
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.weight_tying = weight_tying
+        self.include_bias = include_bias
+        self.mask_token_id = mask_token_id
+        self.initializer_range = initializer_range
+        # tie_word_embeddings is transformers' name for weight_tying.
+        kwargs.setdefault("tie_word_embeddings", weight_tying)
+        super().__init__(
+            eos_token_id=eos_token_id, pad_token_id=pad_token_id, bos_token_id=bos_token_id, **kwargs
+        )
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})")
+
+    # transformers utilities (device_map, peft, generation helpers) read these names.
+    @property
+    def hidden_size(self) -> int:
+        return self.d_model
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.n_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.n_layers
+
+    @property
+    def max_position_embeddings(self) -> int:
+        return self.max_sequence_length
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 (as OLMo does) so bf16 runs match fp32 closely.
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class LLaDABlock(GradientCheckpointingLayer):
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        d, h, kv = config.d_model, config.n_heads, config.n_kv_heads
+        self.n_heads, self.n_kv_heads, self.head_dim = h, kv, d // h
+        bias = config.include_bias
+        self.attn_norm = RMSNorm(d, config.rms_norm_eps)
+        self.ff_norm = RMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, d, bias=bias)
+        self.k_proj = nn.Linear(d, kv * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d, kv * self.head_dim, bias=bias)
+        self.attn_out = nn.Linear(d, d, bias=bias)
+        self.ff_proj = nn.Linear(d, config.mlp_hidden_size, bias=bias)
+        self.up_proj = nn.Linear(d, config.mlp_hidden_size, bias=bias)
+        self.ff_out = nn.Linear(config.mlp_hidden_size, d, bias=bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        attn_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        B, L, _ = x.shape
+        a = self.attn_norm(x)
+        q = self.q_proj(a).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(a).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(a).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope
+            # RoPE in fp32: positions up to 4096 with theta 5e5 lose precision in bf16.
+            q = (q.float() * cos + _rotate_half(q.float()) * sin).to(v.dtype)
+            k = (k.float() * cos + _rotate_half(k.float()) * sin).to(v.dtype)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=False, enable_gqa=self.n_kv_heads != self.n_heads
+        )
+        x = x + self.attn_out(y.transpose(1, 2).reshape(B, L, -1))
+        f = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(f)) * self.up_proj(f))
+
+
+class LLaDABackbone(nn.Module):
+    """Holds ``transformer`` (a ModuleDict) so parameter names read ``model.transformer.*``."""
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__()
+        modules = {
+            "wte": nn.Embedding(config.embedding_size, config.d_model),
+            "blocks": nn.ModuleList(LLaDABlock(config) for _ in range(config.n_layers)),
+            "ln_f": RMSNorm(config.d_model, config.rms_norm_eps),
+        }
+        if not config.weight_tying:
+            modules["ff_out"] = nn.Linear(config.d_model, config.embedding_size, bias=config.include_bias)
+        self.transformer = nn.ModuleDict(modules)
+
+
+class LLaDAModelLM(PreTrainedModel):
+    """LLaDA masked predictor: ``forward(input_ids, attention_mask=None).logits`` is [B, L, V]."""
+
+    config_class = LLaDAConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LLaDABlock"]
+    _supports_sdpa = True
+
+    def __init__(self, config: LLaDAConfig):
+        super().__init__(config)
+        self.model = LLaDABackbone(config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.transformer["wte"]
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.transformer["wte"] = value
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None if self.config.weight_tying else self.model.transformer["ff_out"]
+
+    def _rope(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        head_dim = self.config.d_model // self.config.n_heads
+        inv_freq = 1.0 / (
+            self.config.rope_theta
+            ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+        )
+        freqs = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos()[None, None], emb.sin()[None, None]
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput:
+        """Bidirectional forward pass.
+
+        ``attention_mask`` is the usual padding mask [B, L] (1 = real token, 0 = padding):
+        padded keys are hidden from every query, so a left-padded row gives the same logits
+        at its real positions as the unpadded prompt would (RoPE is relative).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        t = self.model.transformer
+        x = t["wte"](input_ids) if inputs_embeds is None else inputs_embeds
+        B, L, _ = x.shape
+        if L > self.config.max_sequence_length:
+            raise ValueError(
+                f"sequence length {L} exceeds max_sequence_length={self.config.max_sequence_length}"
+            )
+        mask = None
+        if attention_mask is not None:
+            if attention_mask.dim() != 2 or attention_mask.shape != (B, L):
+                raise ValueError(
+                    f"attention_mask must be a [batch, length] padding mask of shape {(B, L)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            if not bool(attention_mask.all()):
+                mask = attention_mask.bool()[:, None, None, :]
+        rope = self._rope(L, x.device) if self.config.rope else None
+        for block in t["blocks"]:
+            x = block(x, rope, mask)
+        x = t["ln_f"](x)
+        head = t["wte"].weight if self.config.weight_tying else t["ff_out"].weight
+        logits = F.linear(x, head)
+        return MaskedLMOutput(logits=logits)
+
+
+AutoConfig.register("llada", LLaDAConfig, exist_ok=True)
+AutoModel.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
+AutoModelForMaskedLM.register(LLaDAConfig, LLaDAModelLM, exist_ok=True)
