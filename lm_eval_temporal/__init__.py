@@ -13,8 +13,6 @@ lm-eval startup hook may trigger) costs nothing until one of them is used:
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -24,13 +22,14 @@ _LAZY = {
     "GenerationOutput": "lm_eval_temporal.sampler",
     "load_model": "lm_eval_temporal.loading",
     "LoadedModel": "lm_eval_temporal.loading",
+    "register": "lm_eval_temporal._startup",
 }
 _SUBMODULES = {"answers", "temporal", "llada", "sampler", "loading"}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str):  # PEP 562: imports on first use
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

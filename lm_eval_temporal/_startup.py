@@ -1,0 +1,123 @@
+"""Startup hook that makes ``lm_eval --model llada_temporal`` and our tasks work on lm-eval 0.4.13.
+
+lm-eval 0.4.13 has no plugin discovery, so ``lm_eval_temporal_hook.pth`` (installed into
+site-packages) calls :func:`install` at interpreter start. ``install`` only puts a tiny
+finder on ``sys.meta_path``; nothing is imported until the program itself imports lm_eval.
+Then, right after lm_eval's own modules have executed:
+
+- ``lm_eval.api.registry``: the built-in models are registered, then ``llada_temporal`` as a
+  lazy placeholder (the backend module, and torch, load only when the model is used);
+- ``lm_eval.tasks.manager``: every ``TaskManager`` also scans this package's task folder.
+
+Set ``LM_EVAL_TEMPORAL_DISABLE_HOOK=1`` to switch it off (then use ``--include_path`` and
+``lm_eval_temporal.register()`` in your own code). Any failure here is swallowed: a broken or missing
+lm_eval must never break an unrelated Python program.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+MODEL_NAME = "llada_temporal"
+MODEL_TARGET = "lm_eval_temporal.backend:LLaDATemporalLM"
+_ENV_DISABLE = "LM_EVAL_TEMPORAL_DISABLE_HOOK"
+
+
+def task_dir() -> str:
+    """The folder holding our YAML task configs (inside the wheel, or the checkout's)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    packaged = os.path.join(here, "task_configs")
+    if os.path.isdir(packaged):
+        return packaged
+    return os.path.join(os.path.dirname(here), "task_configs")
+
+
+def register_model() -> None:
+    from lm_eval.api.registry import model_registry
+
+    # get_model() imports the built-ins only while the registry is empty, so fill it first.
+    import lm_eval.models  # noqa: F401
+
+    if MODEL_NAME not in model_registry:
+        model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+
+
+def patch_task_manager() -> None:
+    from lm_eval.tasks import manager
+
+    cls = manager.TaskManager
+    if getattr(cls.__init__, "_lm_eval_temporal", False):
+        return
+    original = cls.__init__
+    ours = task_dir()
+
+    def __init__(self, *args, include_path=None, **kwargs):
+        paths = [] if include_path is None else (
+            list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+        )
+        # Ours first, so a user's --include_path can still override one of our tasks.
+        if not any(os.path.abspath(str(p)) == ours for p in paths):
+            paths.insert(0, ours)
+        original(self, *args, include_path=paths, **kwargs)
+
+    __init__._lm_eval_temporal = True
+    cls.__init__ = __init__
+
+
+def register() -> None:
+    """Register the backend and the task folder now (for programs that disabled the hook)."""
+    register_model()
+    patch_task_manager()
+
+
+_AFTER_IMPORT = {
+    "lm_eval.api.registry": register_model,
+    "lm_eval.tasks.manager": patch_task_manager,
+}
+
+
+class _PostImportFinder:
+    """Finds nothing itself; wraps the real loader of the watched modules."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        hook = _AFTER_IMPORT.get(fullname)
+        if hook is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_hook(module):
+            exec_module(module)
+            try:
+                hook()
+            except Exception as exc:  # never break lm_eval itself
+                sys.stderr.write(f"lm_eval_temporal: startup hook for {fullname} failed: {exc!r}\n")
+
+        loader.exec_module = exec_then_hook
+        return spec
+
+
+def install() -> None:
+    """Install the post-import hooks (idempotent; honours LM_EVAL_TEMPORAL_DISABLE_HOOK)."""
+    if os.environ.get(_ENV_DISABLE, "").strip() not in ("", "0"):
+        return
+    if any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
+        return
+    for name, hook in _AFTER_IMPORT.items():
+        if name in sys.modules:  # lm_eval imported before us: apply at once
+            try:
+                hook()
+            except Exception:
+                pass
+    sys.meta_path.insert(0, _PostImportFinder())
