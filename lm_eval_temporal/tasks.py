@@ -1,0 +1,186 @@
+"""What ``task_configs/`` calls: dataset loading (hub or local folder), prompts, metrics.
+
+Every loader returns documents with the same fields, whatever the source:
+``question`` (the problem as the paper words it), ``prompt`` (system prompt + question, the
+paper's zero-shot user message), ``gold`` (normalised gold answer) and ``_temporal``
+(``{"task": <answer parser>}``), the marker that tells the ``llada_temporal`` backend to
+attach its temporal summary (see :mod:`lm_eval_temporal.trace`).
+
+Set ``LM_EVAL_TEMPORAL_DATA`` to a folder laid out like the package's offline data
+(``gsm8k/test.jsonl``, ``svamp/test.jsonl``, ``math500/test.jsonl``,
+``countdown/cd3_test.jsonl``) to read local JSON Lines instead of the Hugging Face Hub.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from lm_eval_temporal import answers, trace
+
+DATA_ENV = "LM_EVAL_TEMPORAL_DATA"
+
+# The paper's zero-shot prompts, verbatim (including the space before the first newline in
+# the GSM8K/SVAMP copy and the stray quote at the end of the MATH500 copy).
+_FORMAT = (
+    "Respond in the following format:\n<reasoning>\nYour reasoning here\n</reasoning>\n"
+    "<answer>\n\\boxed{...}\n</answer>"
+)
+_MATH_INTRO = (
+    "You are a math expert. You will be given a question to solve. Solve it step by step. "
+    "Wrap the final answer in a \\boxed{}."
+)
+SYSTEM_PROMPTS = {
+    "gsm8k": _MATH_INTRO + " \n" + _FORMAT,
+    "svamp": _MATH_INTRO + " \n" + _FORMAT,
+    "math500": _MATH_INTRO + "\n" + _FORMAT + '"',
+    "countdown": (
+        "Using only the provided numbers, create an arithmetic expression that evaluates to "
+        "exactly the provided target number. You may use the operations +, -, *, and / as "
+        "needed, but each number must be used exactly once. Think step-by-step. After "
+        "reasoning, provide only your final expression inside \\boxed{} tags without "
+        "including an equals sign or the target number. For example: \\boxed{a + b * c}"
+        + _FORMAT
+    ),
+}
+
+# Hub sources (used when DATA_ENV is unset): (path, config name, split).
+HUB = {
+    "gsm8k": ("openai/gsm8k", "main", "test"),
+    "svamp": ("ChilleD/SVAMP", None, "test"),
+    "math500": ("HuggingFaceH4/MATH-500", None, "test"),
+}
+# d1's 3-number Countdown test file (the paper evaluates exactly this file); it lives on GitHub.
+COUNTDOWN_URL = (
+    "https://raw.githubusercontent.com/dllm-reasoning/d1/"
+    "837888f22c21a5da91a0af2b0d7b19e81d9b47ec/dataset/countdown_cd3_test.jsonl"
+)
+LOCAL_FILES = {
+    "gsm8k": "gsm8k/test.jsonl",
+    "svamp": "svamp/test.jsonl",
+    "math500": "math500/test.jsonl",
+    "countdown": "countdown/cd3_test.jsonl",
+}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _raw_rows(name: str) -> list[dict[str, Any]]:
+    folder = os.environ.get(DATA_ENV, "").strip()
+    if folder:
+        path = Path(folder).expanduser() / LOCAL_FILES[name]
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{DATA_ENV}={folder!r} but {path} does not exist; the folder must be laid "
+                f"out like the package's offline data (expected file: {LOCAL_FILES[name]})"
+            )
+        return _read_jsonl(path)
+    import datasets
+
+    try:
+        if name == "countdown":
+            ds = datasets.load_dataset("json", data_files={"test": COUNTDOWN_URL}, split="test")
+        else:
+            path, config, split = HUB[name]
+            ds = datasets.load_dataset(path, config, split=split)
+    except Exception as exc:
+        raise RuntimeError(
+            f"could not load the {name} test set from the network ({type(exc).__name__}: {exc}). "
+            f"Offline, set {DATA_ENV} to a folder containing {LOCAL_FILES[name]}."
+        ) from exc
+    return list(ds)
+
+
+def _docs(task: str, rows: Iterable[dict[str, Any]], question: Callable, gold: Callable):
+    import datasets
+
+    system = SYSTEM_PROMPTS[task]
+    docs = []
+    for row in rows:
+        q = question(row)
+        docs.append({
+            "question": q,
+            "prompt": system + "\n\n" + q,
+            "gold": json.dumps(answers.normalize_gold(gold(row), task)),
+            trace.TRACE_KEY: {"task": task},
+        })
+    return {"test": datasets.Dataset.from_list(docs)}
+
+
+# lm-eval calls custom_dataset(**metadata, **dataset_kwargs); extra keys are ignored.
+def load_gsm8k(**_: Any):
+    return _docs("gsm8k", _raw_rows("gsm8k"), lambda r: r["question"], lambda r: r["answer"])
+
+
+def load_svamp(**_: Any):
+    def question(r):
+        return r.get("question_concat") or (r["Body"].strip() + " " + r["Question"].strip())
+
+    return _docs("svamp", _raw_rows("svamp"), question, lambda r: r["Answer"])
+
+
+def load_math500(**_: Any):
+    return _docs("math500", _raw_rows("math500"), lambda r: r["problem"], lambda r: r["answer"])
+
+
+def load_countdown(**_: Any):
+    def numbers(r):
+        return [int(x) for x in str(r["input"]).split(",")]
+
+    return _docs(
+        "countdown",
+        _raw_rows("countdown"),
+        lambda r: f"Numbers: {numbers(r)}\nTarget: {int(r['output'])}",
+        lambda r: [numbers(r), int(r["output"])],
+    )
+
+
+def load_arith_chain(n: int = 300, seed: int = 1234, **_: Any):
+    import datasets
+
+    from lm_eval_temporal.tiny import arith
+
+    docs = [
+        {
+            "question": d["question"],
+            "prompt": arith.prompt_text(d["question"]),
+            "gold": json.dumps(answers.normalize_gold(d["answer"], "gsm8k")),
+            "level": d["level"],
+            trace.TRACE_KEY: {"task": "gsm8k"},
+        }
+        for d in arith.eval_docs(n=int(n), seed=int(seed))
+    ]
+    return {"test": datasets.Dataset.from_list(docs)}
+
+
+def _gold(doc: dict[str, Any]) -> Any:
+    return json.loads(doc["gold"])
+
+
+def answer_correct(answer: str | None, gold: Any, task: str) -> bool:
+    """Whether an already extracted answer matches the normalised gold."""
+    return answer is not None and answers.is_correct(answer, gold, task)
+
+
+def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
+    """exact_match scores the returned text (the vote when voting is on); the temporal
+    metrics come from the backend's trace and are NaN for backends that produce none."""
+    task = doc[trace.TRACE_KEY]["task"]
+    gold = _gold(doc)
+    text, summary = trace.split(results[0])
+    out = {"exact_match": float(answers.is_correct(text, gold, task))}
+    if summary is None:
+        out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan)
+        return out
+    distinct = {a for a, _ in summary["answers"] if a is not None}
+    out["final_pass"] = float(answer_correct(summary["final"], gold, task))
+    out["ever_pass"] = float(any(answer_correct(a, gold, task) for a in distinct))
+    out["tse"] = float(summary["tse"])
+    return out
