@@ -1,8 +1,8 @@
 """Startup hook that makes ``lm_eval --model llada_temporal`` and our tasks work on lm-eval 0.4.13.
 
 lm-eval 0.4.13 has no plugin discovery, so ``lm_eval_temporal_hook.pth`` (installed into
-site-packages) calls :func:`install` at interpreter start. ``install`` only puts a tiny
-finder on ``sys.meta_path``; nothing is imported until the program itself imports lm_eval.
+site-packages) puts a tiny finder on ``sys.meta_path`` at interpreter start. It imports
+nothing, not even this module, until the program itself imports lm_eval.
 Then, right after lm_eval's own modules have executed:
 
 - ``lm_eval.api.registry``: the built-in models are registered, then ``llada_temporal`` as a
@@ -25,12 +25,12 @@ _ENV_DISABLE = "LM_EVAL_TEMPORAL_DISABLE_HOOK"
 
 
 def task_dir() -> str:
-    """The folder holding our YAML task configs (inside the wheel, or the checkout's)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    packaged = os.path.join(here, "task_configs")
-    if os.path.isdir(packaged):
-        return packaged
-    return os.path.join(os.path.dirname(here), "task_configs")
+    """The folder holding our YAML task configs.
+
+    In a checkout ``lm_eval_temporal/task_configs`` is a link to the top-level
+    ``task_configs/``; wheels carry the files themselves.
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_configs")
 
 
 def register_model() -> None:
@@ -77,42 +77,47 @@ _AFTER_IMPORT = {
 }
 
 
-class _PostImportFinder:
-    """Finds nothing itself; wraps the real loader of the watched modules."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        hook = _AFTER_IMPORT.get(fullname)
-        if hook is None:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        exec_module = loader.exec_module
-
-        def exec_then_hook(module):
-            exec_module(module)
-            try:
-                hook()
-            except Exception as exc:  # never break lm_eval itself
-                sys.stderr.write(f"lm_eval_temporal: startup hook for {fullname} failed: {exc!r}\n")
-
-        loader.exec_module = exec_then_hook
+def watched_spec(finder, fullname, path=None, target=None):
+    """``find_spec`` for the watched modules: the real spec, its loader wrapped so that our
+    hook runs right after the module has executed. ``finder`` is skipped to avoid recursion."""
+    hook = _AFTER_IMPORT.get(fullname)
+    if hook is None:
+        return None
+    for other in sys.meta_path:
+        if other is finder or not hasattr(other, "find_spec"):
+            continue
+        spec = other.find_spec(fullname, path, target)
+        if spec is not None:
+            break
+    else:
+        return None
+    loader = spec.loader
+    if loader is None or not hasattr(loader, "exec_module"):
         return spec
+    exec_module = loader.exec_module
+
+    def exec_then_hook(module):
+        exec_module(module)
+        try:
+            hook()
+        except Exception as exc:  # never break lm_eval itself
+            sys.stderr.write(f"lm_eval_temporal: startup hook for {fullname} failed: {exc!r}\n")
+
+    loader.exec_module = exec_then_hook
+    return spec
+
+
+class _PostImportFinder:
+    """Finds nothing itself; see :func:`watched_spec`."""
+
+    find_spec = watched_spec
 
 
 def install() -> None:
     """Install the post-import hooks (idempotent; honours LM_EVAL_TEMPORAL_DISABLE_HOOK)."""
     if os.environ.get(_ENV_DISABLE, "").strip() not in ("", "0"):
         return
-    if any(isinstance(f, _PostImportFinder) for f in sys.meta_path):
+    if any(isinstance(f, _PostImportFinder) or type(f).__name__ == "_LmEvalTemporalHook" for f in sys.meta_path):
         return
     for name, hook in _AFTER_IMPORT.items():
         if name in sys.modules:  # lm_eval imported before us: apply at once
