@@ -1,0 +1,389 @@
+"""lm-eval backend ``llada_temporal``: a thin adapter over loading, sampler, answers and temporal.
+
+request -> prompt ids -> sampler (captures every step) -> text per step -> answer per step
+-> vote / TSE -> response (+ trace for our tasks) -> lm-eval metrics (``tasks.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import LM
+from lm_eval.models.utils import Collator
+from tqdm import tqdm
+
+from lm_eval_temporal import answers, temporal, trace
+from lm_eval_temporal.loading import LoadedModel, load_model
+from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options
+from lm_eval_temporal.sampler import generate
+
+log = logging.getLogger(__name__)
+
+# Request task name fragments -> answer parser, for answer_task=auto on tasks that are not
+# ours (ours name their parser in the document).
+_TASK_HINTS = (("gsm8k", "gsm8k"), ("svamp", "svamp"), ("math", "math500"), ("countdown", "countdown"))
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    gen_length: int
+    steps: int
+    block_length: int
+    temperature: float
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def _row_seed(seed: int, *parts: str) -> int:
+    """A per-request seed, so sampled rows never depend on what else is in the batch."""
+    return zlib.crc32("\x1f".join((str(seed), *parts)).encode("utf-8", "surrogatepass"))
+
+
+def _cut(text: str, stops: list[str]) -> str:
+    for s in stops:
+        if s:
+            i = text.find(s)
+            if i >= 0:
+                text = text[:i]
+    return text
+
+
+class LLaDATemporalLM(LM):
+    """``lm_eval --model llada_temporal``: LLaDA decoding with temporal self-consistency voting."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.opts: BackendOptions = parse_options(kwargs)  # fails before any loading
+        o = self.opts
+        accelerator = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import Accelerator
+
+            accelerator = Accelerator()
+            self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
+        self.accelerator = accelerator
+        device = str(accelerator.device) if accelerator is not None else o.device
+        self.embedded = o.pretrained == EMBEDDED
+        if self.embedded:
+            from lm_eval_temporal.tiny import DEFAULT_GEN, EMBEDDED_DIR
+
+            pretrained, self.default_gen = str(EMBEDDED_DIR), dict(DEFAULT_GEN)
+        else:
+            pretrained, self.default_gen = o.pretrained, {}
+        self.lm: LoadedModel = load_model(
+            pretrained,
+            revision=o.revision,
+            dtype=o.dtype,
+            device=device,
+            trust_remote_code=o.trust_remote_code,
+            peft=o.peft,
+            mask_id=o.mask_id,
+        )
+        self._device = self.lm.device
+        tok = self.lm.tokenizer
+        self.tokenizer = tok
+        # Token ids that end an answer: EOS and, for LLaDA-Instruct, <|eot_id|>.
+        stop_ids = {i for i in (self.lm.eos_id, tok.eos_token_id) if i is not None}
+        eot = tok.convert_tokens_to_ids("<|eot_id|>") if "<|eot_id|>" in tok.get_vocab() else None
+        if eot is not None:
+            stop_ids.add(eot)
+        self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
+        self.max_length = getattr(self.lm.model.config, "max_sequence_length", None) or getattr(
+            self.lm.model.config, "max_position_embeddings", None
+        )
+        self._trajectory_file = None
+        if o.trajectory_path:
+            path = Path(o.trajectory_path).expanduser()
+            if self.world_size > 1:
+                path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Append: one process may evaluate several task groups through separate calls.
+            self._trajectory_file = path.open("a", encoding="utf-8")
+            self.trajectory_file_path = path
+
+    # ------------------------------------------------------------------ lm-eval plumbing
+    @property
+    def tokenizer_name(self) -> str:
+        return self.lm.name.replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return getattr(self.tokenizer, "chat_template", None)
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(
+            chat_history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
+
+    def all_gather(self, tensor):
+        return self.accelerator.gather(tensor) if self.accelerator else tensor
+
+    def gather_object(self, obj, dst=0):
+        if not self.accelerator:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+    def barrier(self) -> None:
+        if self.accelerator:
+            self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------ helpers
+    def _encode(self, text: str) -> list[int]:
+        bos = getattr(self.tokenizer, "bos_token", None)
+        # Chat templates already write BOS into the text; do not add a second one.
+        add_special = not (bos and text.startswith(bos))
+        return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
+
+    def resolve_generation(self, gen_kwargs: dict[str, Any]) -> GenSettings:
+        """Model args win; else the embedded model's defaults; else the task's max_gen_toks
+        with the paper's ratios. gen_length is rounded up to a multiple of block_length and
+        steps to a multiple of the number of blocks."""
+        o, d = self.opts, self.default_gen
+        gen_length = o.gen_length or d.get("gen_length") or int(gen_kwargs.get("max_gen_toks") or 256)
+        block = o.block_length or d.get("block_length") or min(32, gen_length)
+        block = min(block, gen_length)
+        gen_length = _round_up(gen_length, block)
+        blocks = gen_length // block
+        steps = o.steps or d.get("steps") or max(1, gen_length // 2)
+        steps = min(gen_length, _round_up(steps, blocks))
+        if o.temperature is not None:
+            temperature = o.temperature
+        elif gen_kwargs.get("do_sample"):
+            temperature = float(gen_kwargs.get("temperature") or 1.0)
+        else:
+            temperature = 0.0
+        return GenSettings(gen_length, steps, block, temperature)
+
+    def _answer_task(self, request: Instance) -> str:
+        if self.opts.answer_task != "auto":
+            return self.opts.answer_task
+        marker = (request.doc or {}).get(trace.TRACE_KEY) if isinstance(request.doc, dict) else None
+        if marker:
+            return marker["task"]
+        name = (request.task_name or "").lower()
+        return next((parser for hint, parser in _TASK_HINTS if hint in name), "generic")
+
+    def _texts(self, token_rows: torch.Tensor, stops: list[str]) -> list[str]:
+        """Decode [N, G] rows, ending each at its first stop token and stop string."""
+        rows = token_rows.tolist()
+        stop = set(self.stop_ids.tolist())
+        cut = []
+        for r in rows:
+            end = next((i for i, t in enumerate(r) if t in stop), len(r))
+            cut.append(r[:end])
+        return [_cut(t, stops) for t in self.tokenizer.batch_decode(cut, skip_special_tokens=True)]
+
+    def _step_texts(self, traj: torch.Tensor, stops: list[str]) -> list[str]:
+        """Text of every step of one row; steps whose tokens did not change reuse the text."""
+        changed = torch.ones(traj.shape[0], dtype=torch.bool)
+        changed[1:] = (traj[1:] != traj[:-1]).any(dim=1)
+        idx = changed.nonzero().flatten()
+        decoded = self._texts(traj[idx], stops)
+        owner = torch.cumsum(changed.long(), 0) - 1
+        return [decoded[i] for i in owner.tolist()]
+
+    # ------------------------------------------------------------------ generate_until
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        o = self.opts
+        items = []
+        for req in requests:
+            context, gen_kwargs = req.args
+            gen_kwargs = dict(gen_kwargs or {})
+            settings = self.resolve_generation(gen_kwargs)
+            ids = self._encode(context)
+            if self.max_length and len(ids) + settings.gen_length > self.max_length:
+                keep = self.max_length - settings.gen_length
+                if keep < 1:
+                    raise ValueError(
+                        f"gen_length={settings.gen_length} leaves no room for a prompt within the "
+                        f"model's max_sequence_length={self.max_length}"
+                    )
+                log.warning("prompt of %d tokens truncated from the left to %d", len(ids), keep)
+                ids = ids[-keep:]
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            items.append((ids, settings.__dict__, req, until))
+
+        collator = Collator(items, sort_fn=lambda x: (-len(x[0]), x[2].args[0]), group_fn=lambda x: x[1], group_by="gen_kwargs")
+        results: list[str] = []
+        bar = tqdm(total=len(items), desc="llada_temporal", disable=disable_tqdm or self.rank != 0)
+        for chunk in collator.get_batched(n=o.batch_size):
+            results.extend(self._generate_batch(chunk))
+            bar.update(len(chunk))
+        bar.close()
+        if self._trajectory_file:
+            self._trajectory_file.flush()
+        return collator.get_original(results)
+
+    def _generate_batch(self, chunk: list[tuple]) -> list[str]:
+        o = self.opts
+        settings = GenSettings(**chunk[0][1])
+        tasks = [self._answer_task(req) for _, _, req, _ in chunk]
+        marked = [isinstance(req.doc, dict) and trace.TRACE_KEY in req.doc for _, _, req, _ in chunk]
+        capture = o.vote != "none" or any(marked) or self._trajectory_file is not None
+        P = max(len(ids) for ids, *_ in chunk)
+        pad = self.lm.pad_id if self.lm.pad_id is not None else (self.lm.eos_id or 0)
+        input_ids = torch.full((len(chunk), P), pad, dtype=torch.long)
+        attn = torch.zeros((len(chunk), P), dtype=torch.long)
+        for b, (ids, *_) in enumerate(chunk):
+            input_ids[b, P - len(ids):] = torch.tensor(ids)
+            attn[b, P - len(ids):] = 1
+        generators = None
+        if settings.temperature > 0 or o.remasking == "random":
+            generators = [
+                torch.Generator(device=self._device).manual_seed(_row_seed(o.seed, req.args[0], json.dumps(req.args[1], sort_keys=True, default=str)))
+                for _, _, req, _ in chunk
+            ]
+        out = generate(
+            self.lm.model,
+            input_ids.to(self._device),
+            attn.to(self._device),
+            gen_length=settings.gen_length,
+            steps=settings.steps,
+            block_length=settings.block_length,
+            temperature=settings.temperature,
+            cfg_scale=o.cfg_scale,
+            remasking=o.remasking,
+            mask_id=self.lm.mask_id,
+            eos_id=self.lm.eos_id,
+            suppress_eos=o.suppress_eos,
+            generator=generators,
+            capture=capture,
+        )
+        gen = out.sequences[:, P:].cpu()
+        responses = []
+        for b, (ids, _, req, until) in enumerate(chunk):
+            final_text = self._texts(gen[b : b + 1], until)[0]
+            response = final_text
+            if capture:
+                response = self._temporal(req, tasks[b], marked[b], until, out.trajectory[b], final_text)
+            self.cache_hook.add_partial("generate_until", req.args, response)
+            responses.append(response)
+        return responses
+
+    def _temporal(self, req: Instance, task: str, marked: bool, until: list[str], traj: torch.Tensor, final_text: str) -> str:
+        o = self.opts
+        texts = self._step_texts(traj, until)
+        texts[-1] = final_text  # the last capture is the final output
+        step_answers = [answers.extract_answer(t, task) for t in texts]
+        eq = None if o.cluster == "exact" else partial(answers.equivalent, task=task)
+        T = len(step_answers)
+        response = final_text
+        vote = None
+        if o.vote != "none":
+            vote = temporal.vote(step_answers, weighting=o.vote, alpha=o.alpha, equivalent=eq)
+            if vote.answer is not None:
+                response = texts[vote.step]
+        tse = temporal.temporal_semantic_entropy(
+            step_answers, weighting="exp", alpha=o.tse_alpha, skip_ratio=o.tse_skip, equivalent=eq
+        )
+        summary = {
+            "v": 1,
+            "task": task,
+            "steps": T,
+            "answers": trace.run_length(step_answers),
+            "final": step_answers[-1],
+            "vote": vote.answer if vote else None,
+            "vote_step": vote.step if vote else T - 1,
+            "method": o.vote,
+            "tse": tse,
+        }
+        if self._trajectory_file is not None:
+            record = {
+                "task": req.task_name,
+                "doc_id": req.doc_id,
+                "gold": json.loads(req.doc["gold"]) if marked and "gold" in req.doc else None,
+                **summary,
+                "answers": step_answers,
+                "weights": temporal.step_weights(T, o.vote if o.vote != "none" else "fixed", o.alpha),
+                "final_text": final_text,
+                "response": response,
+            }
+            if o.trajectory_text:
+                record["step_texts"] = texts
+            self._trajectory_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return trace.attach(response, summary) if marked else response
+
+    # ------------------------------------------------------------------ log-likelihood
+    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """LLaDA's Monte-Carlo estimate: mc_num masked copies of the continuation (mask count
+        uniform in 1..L, loss weighted by L / count); greedy = the continuation is what the
+        sampler decodes from the context in len(continuation) steps."""
+        out = []
+        for req in tqdm(requests, desc="llada_temporal loglikelihood", disable=disable_tqdm or self.rank != 0):
+            context, continuation = req.args
+            ctx = self._encode(context)
+            cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not cont:
+                raise ValueError(f"empty continuation after tokenisation: {continuation!r}")
+            ll = self._mc_loglikelihood(ctx, cont, _row_seed(self.opts.seed, context, continuation))
+            greedy = self._is_greedy(ctx, cont)
+            self.cache_hook.add_partial("loglikelihood", req.args, (ll, greedy))
+            out.append((ll, greedy))
+        return out
+
+    @torch.no_grad()
+    def _mc_loglikelihood(self, ctx: list[int], cont: list[int], seed: int) -> float:
+        o = self.opts
+        dev = self._device
+        seq = torch.tensor(ctx + cont, dtype=torch.long, device=dev)
+        P, L = len(ctx), len(cont)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        total, done = 0.0, 0
+        while done < o.mc_num:
+            n = min(o.mc_batch_size, o.mc_num - done)
+            k = torch.randint(1, L + 1, (n,), generator=g)
+            rank = torch.rand(n, L, generator=g).argsort(1).argsort(1)
+            masked = (rank < k[:, None]).to(dev)
+            x = seq.repeat(n, 1)
+            x[:, P:] = torch.where(masked, self.lm.mask_id, x[:, P:])
+            logits = self._logits(x, P)[:, P:]
+            ce = F.cross_entropy(logits.float().transpose(1, 2), seq[P:].repeat(n, 1), reduction="none")
+            total += ((ce * masked).sum(1) * (L / k.to(dev))).sum().item()
+            done += n
+        return -total / o.mc_num
+
+    def _logits(self, x: torch.Tensor, P: int) -> torch.Tensor:
+        logits = self.lm.model(x).logits
+        if self.opts.cfg_scale > 0:
+            un = x.clone()
+            un[:, :P] = self.lm.mask_id
+            u = self.lm.model(un).logits
+            logits = u + (self.opts.cfg_scale + 1) * (logits - u)
+        return logits
+
+    def _is_greedy(self, ctx: list[int], cont: list[int]) -> bool:
+        L = len(cont)
+        out = generate(
+            self.lm.model,
+            torch.tensor([ctx], dtype=torch.long, device=self._device),
+            gen_length=L,
+            steps=L,
+            block_length=L,
+            cfg_scale=self.opts.cfg_scale,
+            mask_id=self.lm.mask_id,
+        )
+        return out.sequences[0, len(ctx):].tolist() == cont
+
+    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError(
+            "llada_temporal does not support loglikelihood_rolling (perplexity tasks): a masked "
+            "diffusion model has no left-to-right token likelihood. Use generate_until or "
+            "multiple-choice (loglikelihood) tasks."
+        )
