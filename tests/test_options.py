@@ -1,0 +1,48 @@
+"""--model_args validation: named errors before any model is loaded."""
+
+import pytest
+
+from lm_eval_temporal.options import BackendOptions, parse_options
+
+
+def test_defaults_are_the_paper_vote_and_embedded_model():
+    o = parse_options({})
+    assert o == BackendOptions()
+    assert (o.pretrained, o.vote, o.alpha, o.cluster, o.tse_alpha, o.tse_skip) == ("embedded", "exp", 5.0, "equivalence", 12.8, 0.5)
+
+
+def test_string_values_are_typed():
+    o = parse_options({"gen_length": "256", "steps": "128", "block_length": "32", "alpha": "2.5",
+                       "trust_remote_code": "True", "vote": "linear", "answer_task": "math", "batch_size": "auto"})
+    assert (o.gen_length, o.steps, o.block_length, o.alpha, o.trust_remote_code, o.vote, o.answer_task, o.batch_size) == (
+        256, 128, 32, 2.5, True, "linear", "math500", 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"gen_lenght": 32}, "unknown model argument(s) for llada_temporal: gen_lenght"),
+        ({"vote": "majority"}, "vote='majority': expected one of none, fixed, linear, exp"),
+        ({"cluster": "fuzzy"}, "cluster='fuzzy': expected one of equivalence, exact"),
+        ({"remasking": "lowest"}, "remasking='lowest': expected one of low_confidence, random"),
+        ({"answer_task": "mmlu"}, "answer_task='mmlu'"),
+        ({"steps": "0"}, "steps='0': expected an integer >= 1"),
+        ({"gen_length": "12.5"}, "gen_length='12.5': expected an integer"),
+        ({"alpha": "-1"}, "alpha='-1': expected a number >= 0.0"),
+        ({"temperature": "nan"}, "temperature='nan': expected a finite number"),
+        ({"trust_remote_code": "maybe"}, "trust_remote_code='maybe': expected true or false"),
+        ({"tse_skip": "1"}, "tse_skip='1': expected a number in [0, 1)"),
+        ({"dtype": "int8"}, "dtype='int8': expected one of auto, float32"),
+        ({"gen_length": 100, "block_length": 32}, "gen_length must be a multiple of block_length"),
+        ({"gen_length": 32, "steps": 64}, "steps=64: expected at most gen_length=32"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, fragment):
+    with pytest.raises(ValueError) as e:
+        parse_options(kwargs)
+    assert fragment in str(e.value)
+
+
+def test_unknown_argument_lists_accepted_ones():
+    with pytest.raises(ValueError, match="Accepted: pretrained, revision, dtype"):
+        parse_options({"foo": 1})
