@@ -295,7 +295,7 @@ class LLaDATemporalLM(LM):
         )
         summary = {
             "v": 1,
-            "task": task,
+            "answer_task": task,
             "steps": T,
             "answers": trace.run_length(step_answers),
             "final": step_answers[-1],
@@ -306,10 +306,10 @@ class LLaDATemporalLM(LM):
         }
         if self._trajectory_file is not None:
             record = {
+                **summary,
                 "task": req.task_name,
                 "doc_id": req.doc_id,
                 "gold": json.loads(req.doc["gold"]) if marked and "gold" in req.doc else None,
-                **summary,
                 "answers": step_answers,
                 "weights": temporal.step_weights(T, o.vote if o.vote != "none" else "fixed", o.alpha),
                 "final_text": final_text,
