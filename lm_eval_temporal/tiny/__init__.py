@@ -1,0 +1,23 @@
+"""The embedded tiny LLaDA model and its ``arith_chain`` problems.
+
+- ``EMBEDDED_DIR``: the shipped checkpoint (``config.json`` in LLaDA's layout,
+  ``model.safetensors``, tokenizer files); it loads like any LLaDA checkpoint, e.g.
+  ``lm_eval_temporal.load_model(str(EMBEDDED_DIR))`` or ``AutoModel.from_pretrained``.
+- ``DEFAULT_GEN``: the decoding settings the embedded model is meant to be run with.
+- ``arith``: the problem generator (``make_problem``, ``eval_docs``, ``training_stream``,
+  ``prompt_text``); ``tokenizer``: the char/byte tokenizer builder; ``train``: the training
+  script (``python -m lm_eval_temporal.tiny.train --out DIR``); ``evaluate_quick``: the
+  quality check (``python -m lm_eval_temporal.tiny.evaluate_quick``).
+
+Importing this package imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["EMBEDDED_DIR", "DEFAULT_GEN"]
+
+EMBEDDED_DIR: Path = Path(__file__).resolve().parent / "checkpoint"
+
+DEFAULT_GEN: dict[str, int] = dict(gen_length=48, steps=48, block_length=16)
