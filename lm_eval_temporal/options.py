@@ -158,4 +158,11 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
         raise ValueError(
             f"model argument steps={opts.steps}: expected at most gen_length={opts.gen_length}"
         )
+    if opts.gen_length and opts.block_length and opts.steps:
+        blocks = opts.gen_length // opts.block_length
+        if opts.steps % blocks:
+            raise ValueError(
+                f"model argument steps={opts.steps}: expected a multiple of the number of blocks "
+                f"gen_length/block_length = {blocks}"
+            )
     return opts
