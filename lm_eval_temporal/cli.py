@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", required=True, help="YAML config (see examples/tcr_tiny_cpu.yaml)")
     t.add_argument("--output_dir", help="where the adapter, checkpoints and metrics go")
     g = sub.add_parser("plot", help="plots and an HTML report from a trajectory_path JSON Lines file")
-    g.add_argument("file", help="JSON Lines written by --model_args trajectory_path=...")
+    g.add_argument("file", nargs="+", help="JSON Lines written by --model_args trajectory_path=... (several files or a glob)")
     g.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     g.add_argument("--samples", type=int, default=12, help="per-sample timelines to draw (default 12)")
     return p
@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"unrecognized arguments: {' '.join(extra)}")
     from lm_eval_temporal.plot import plot_trajectories
 
-    written = plot_trajectories(args.file, args.output, samples=args.samples)
+    try:
+        written = plot_trajectories(args.file, args.output, samples=args.samples)
+    except (OSError, ImportError, ValueError) as exc:  # TrajectoryError is a ValueError
+        _parser().exit(2, f"lm-eval-temporal plot: error: {exc}\n")
     for path in written:
         print(path)
     return 0

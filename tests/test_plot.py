@@ -159,18 +159,24 @@ def test_rank_files_glob_and_old_layout(tmp_path):
     assert b.answers == RECORDS[1]["answers"]
 
 
-def test_errors_are_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="trajectory file not found"):
-        main(["plot", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o")])
+def test_errors_are_clear(tmp_path, capsys):
+    def cli_error(args) -> str:
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 2
+        return capsys.readouterr().err
+
+    assert "trajectory file not found" in cli_error(["plot", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o")])
     with pytest.raises(IsADirectoryError, match="is a folder"):
         plot.load_trajectories(tmp_path)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(plot.TrajectoryError, match="empty"):
-        main(["plot", str(empty), "-o", str(tmp_path / "o")])
+        plot.plot_trajectories(empty, tmp_path / "o")
+    assert "empty" in cli_error(["plot", str(empty), "-o", str(tmp_path / "o")])
     bad = _write(tmp_path / "bad.jsonl", RECORDS[:2], extra='{"task": "gsm8k", "answers": [')
     with pytest.raises(plot.TrajectoryError, match=r"bad\.jsonl:3: not valid JSON.*partial last line"):
-        main(["plot", str(bad), "-o", str(tmp_path / "o")])
+        plot.plot_trajectories(bad, tmp_path / "o")
     no_answers = _write(tmp_path / "na.jsonl", [RECORDS[0], {"task": "gsm8k", "doc_id": 1, "final": "3"}])
     with pytest.raises(plot.TrajectoryError, match=r"na\.jsonl:2: record has no per-step 'answers'"):
         plot.load_trajectories(no_answers)
