@@ -1,0 +1,32 @@
+"""Temporal Consistency Reinforcement (TCR): diffu-GRPO post-training with a negative-TSE reward.
+
+- ``config``: :class:`TCRConfig`, YAML loading and ``--key value`` overrides
+- ``data``: training prompts (GSM8K / SVAMP train, ``arith_chain`` generator)
+- ``rollout``: G sampled completions per prompt with per-step answers
+- ``rewards``: TRL-signature reward functions (-TSE, accuracy, format, confidence scoring rules)
+- ``advantages``, ``logprobs``, ``loss``: the diffu-GRPO pieces
+- ``trainer``: :class:`TCRTrainer` (accelerate + peft LoRA) and the CLI entry ``run_from_cli``
+
+Command line: ``lm-eval-temporal tcr --config examples/tcr_tiny_cpu.yaml --output_dir DIR``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "TCRConfig": "lm_eval_temporal.tcr.config",
+    "ConfigError": "lm_eval_temporal.tcr.config",
+    "load_config": "lm_eval_temporal.tcr.config",
+    "TCRTrainer": "lm_eval_temporal.tcr.trainer",
+    "run_from_cli": "lm_eval_temporal.tcr.trainer",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):  # PEP 562: torch/peft/accelerate load only when used
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
