@@ -105,8 +105,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 (as OLMo does) so bf16 runs match fp32 closely.
-        h = x.float()
+        # Normalise in at least fp32 (as OLMo does) so bf16 runs match fp32 closely; fp64
+        # stays fp64 so float64 test models are exact to the last bits.
+        h = x.to(torch.promote_types(x.dtype, torch.float32))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
 
@@ -145,9 +146,9 @@ class LLaDABlock(GradientCheckpointingLayer):
         v = self.v_proj(a).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if rope is not None:
             cos, sin = rope
-            # RoPE in fp32: positions up to 4096 with theta 5e5 lose precision in bf16.
-            q = (q.float() * cos + _rotate_half(q.float()) * sin).to(v.dtype)
-            k = (k.float() * cos + _rotate_half(k.float()) * sin).to(v.dtype)
+            # RoPE in (at least) fp32: positions up to 4096 with theta 5e5 lose precision in bf16.
+            q = (q.to(cos.dtype) * cos + _rotate_half(q.to(cos.dtype)) * sin).to(v.dtype)
+            k = (k.to(cos.dtype) * cos + _rotate_half(k.to(cos.dtype)) * sin).to(v.dtype)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=False, enable_gqa=self.n_kv_heads != self.n_heads
         )
@@ -206,13 +207,14 @@ class LLaDAModelLM(PreTrainedModel):
     def get_output_embeddings(self) -> nn.Module | None:
         return None if self.config.weight_tying else self.model.transformer["ff_out"]
 
-    def _rope(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(
+        self, length: int, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         head_dim = self.config.d_model // self.config.n_heads
         inv_freq = 1.0 / (
-            self.config.rope_theta
-            ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+            self.config.rope_theta ** (torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim)
         )
-        freqs = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+        freqs = torch.outer(torch.arange(length, device=device, dtype=dtype), inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos()[None, None], emb.sin()[None, None]
 
@@ -248,7 +250,7 @@ class LLaDAModelLM(PreTrainedModel):
                 )
             if not bool(attention_mask.all()):
                 mask = attention_mask.bool()[:, None, None, :]
-        rope = self._rope(L, x.device) if self.config.rope else None
+        rope = self._rope(L, x.device, torch.promote_types(x.dtype, torch.float32)) if self.config.rope else None
         for block in t["blocks"]:
             x = block(x, rope, mask)
         x = t["ln_f"](x)

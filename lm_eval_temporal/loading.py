@@ -1,0 +1,141 @@
+"""The one loader: checkpoint (+ optional LoRA adapter) + tokenizer + the special token ids.
+
+LLaDA checkpoints (``model_type: "llada"``) always load with this package's own
+:class:`~lm_eval_temporal.llada.LLaDAModelLM`: their hub remote code does not run on
+transformers 5, so ``trust_remote_code`` is never used for them. Any other masked predictor
+whose forward returns ``.logits`` (BERT, ModernBERT, ...) loads through
+``AutoModelForMaskedLM``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["LoadedModel", "load_model", "resolve_dtype"]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+# owner/name or name: what the hub accepts as a repository id.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode on ``device`` with its tokenizer and resolved token ids."""
+
+    model: Any
+    tokenizer: Any
+    mask_id: int
+    eos_id: int | None
+    pad_id: int | None
+    device: torch.device
+    dtype: torch.dtype
+    name: str
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """``"auto"`` (bfloat16 on CUDA, float32 elsewhere) or one of float32, bfloat16, float16, float64."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype={dtype}: expected one of auto, {', '.join(DTYPES)}")
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: expected one of auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _check_source(pretrained: str) -> None:
+    if Path(pretrained).expanduser().exists():
+        return
+    if not _HUB_ID.match(pretrained) or pretrained.startswith((".", "~")):
+        raise ValueError(
+            f"pretrained={pretrained!r}: no such local directory, and not a hub id like 'GSAI-ML/LLaDA-8B-Instruct'"
+        )
+
+
+def _first(value: Any) -> int | None:
+    """Configs may hold a list of ids (e.g. several EOS tokens); the first is the main one."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return None if value is None else int(value)
+
+
+def load_model(
+    pretrained: str,
+    *,
+    revision: str | None = None,
+    dtype: str | torch.dtype = "auto",
+    device: str | torch.device | None = None,
+    trust_remote_code: bool = False,
+    peft: str | None = None,
+    mask_id: int | None = None,
+) -> LoadedModel:
+    """Load ``pretrained`` (local directory or hub id) for masked-diffusion sampling.
+
+    ``device`` defaults to CUDA when available, else CPU. The mask id is ``mask_id`` if given,
+    else ``config.mask_token_id``, else the tokenizer's mask token; loading fails when none is
+    known or when the pad token is the mask token (padding would read as masked positions).
+    ``peft`` is a LoRA adapter directory or hub id applied on top (``peft.PeftModel``).
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, PretrainedConfig
+
+    from lm_eval_temporal.llada import LLaDAModelLM
+
+    pretrained = str(pretrained)
+    _check_source(pretrained)
+    if peft is not None:
+        _check_source(str(peft))
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch_dtype = resolve_dtype(dtype, device)
+
+    config_dict, _ = PretrainedConfig.get_config_dict(pretrained, revision=revision)
+    if config_dict.get("model_type") == "llada":
+        model = LLaDAModelLM.from_pretrained(pretrained, revision=revision, dtype=torch_dtype)
+    else:
+        model = AutoModelForMaskedLM.from_pretrained(
+            pretrained, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+    tokenizer = AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
+    if peft is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(peft))
+    model.to(device)
+    model.eval()
+
+    config = model.config
+    resolved = next(
+        (int(v) for v in (mask_id, getattr(config, "mask_token_id", None), tokenizer.mask_token_id) if v is not None),
+        None,
+    )
+    if resolved is None:
+        raise ValueError(
+            f"{pretrained}: neither the model config nor the tokenizer defines a mask token; "
+            "pass mask_id=<token id of the diffusion mask>"
+        )
+    eos_id = _first(getattr(config, "eos_token_id", None))
+    if eos_id is None:
+        eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _first(getattr(config, "pad_token_id", None))
+    for source, pad in (("tokenizer pad token", pad_id), ("config pad_token_id", _first(getattr(config, "pad_token_id", None)))):
+        if pad is not None and pad == resolved:
+            raise ValueError(
+                f"{pretrained}: the {source} ({pad}) equals the mask id ({resolved}); padding would be read as "
+                "masked positions. Use a tokenizer/config whose pad token differs, or pass a different mask_id"
+            )
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        mask_id=resolved,
+        eos_id=eos_id,
+        pad_id=pad_id,
+        device=device,
+        dtype=torch_dtype,
+        name=pretrained,
+    )

@@ -1,0 +1,344 @@
+"""Masked-diffusion sampling (LLaDA's semi-autoregressive block schedule) with per-step capture.
+
+Torch only: this module knows nothing about lm-eval, tokenizers or answers. The algorithm is
+DESIGN §2, step by step:
+
+1. The canvas is the (left-padded) prompt followed by ``gen_length`` mask tokens.
+2. Blocks of ``block_length`` are denoised left to right, ``steps / num_blocks`` steps each;
+   a block's masked count is spread over its steps as evenly as possible (the first
+   ``count % steps_per_block`` steps commit one extra token). Counts are per row.
+3. Each step runs the model on the whole canvas (with classifier-free guidance: also on a copy
+   whose real prompt tokens are masked, ``uncond + (cfg_scale + 1) * (cond - uncond)``).
+4. ``x0`` = argmax of the logits, or float64 Gumbel-max ``exp(logits) / (-log U) ** temperature``.
+   The mask token's logit is -inf (so is EOS's with ``suppress_eos``): a committed position
+   always holds a real token, so every step commits exactly its quota of new positions.
+5. Confidence is ``softmax(logits)[x0]`` (low_confidence) or ``U(0, 1)`` (random); positions
+   right of the current block and positions already committed never compete.
+6. The most confident positions (ties: the leftmost) are committed.
+7. With ``capture=True`` the ``x0`` of every step over the generation span is kept.
+
+Only the generation span is ever written: the prompt, including any mask token inside it,
+is context. Each row of a left-padded batch gives the tokens the prompt gives alone (the
+model sees a padding mask; random draws cover the generation span only, so with one
+``torch.Generator`` per row even sampled rows do not depend on their batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["SamplerConfig", "GenerationOutput", "generate"]
+
+REMASKING = ("low_confidence", "random")
+
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The schedule and sampling settings of one :func:`generate` call."""
+
+    gen_length: int
+    steps: int
+    block_length: int
+    temperature: float = 0.0
+    cfg_scale: float = 0.0
+    remasking: str = "low_confidence"
+    suppress_eos: bool = False
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+    def validate(self) -> SamplerConfig:
+        """Raise ValueError naming the offending argument and what it accepts; return self."""
+        for name in ("gen_length", "steps", "block_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected a positive integer")
+        if self.gen_length % self.block_length:
+            raise ValueError(
+                f"gen_length={self.gen_length}, block_length={self.block_length}: "
+                "gen_length must be a multiple of block_length"
+            )
+        if self.steps > self.gen_length:
+            raise ValueError(
+                f"steps={self.steps}: expected 1 <= steps <= gen_length={self.gen_length} "
+                "(each step commits at least one token)"
+            )
+        if self.steps % self.num_blocks:
+            raise ValueError(
+                f"steps={self.steps}: expected a multiple of the number of blocks "
+                f"gen_length/block_length = {self.gen_length}/{self.block_length} = {self.num_blocks}"
+            )
+        if not float(self.temperature) >= 0.0:
+            raise ValueError(f"temperature={self.temperature!r}: expected a number >= 0 (0 = greedy)")
+        if not float(self.cfg_scale) >= 0.0:
+            raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
+        if self.remasking not in REMASKING:
+            raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
+        return self
+
+
+@dataclass
+class GenerationOutput:
+    """What :func:`generate` returns.
+
+    - ``sequences``: LongTensor [B, P + G], prompt (as given, padding included) + generation.
+    - ``trajectory``: int32 CPU tensor [B, steps, G], the ``x0`` of every step over the
+      generation span (committed tokens plus the current guess for every masked position);
+      ``trajectory[:, -1]`` equals the generated tokens. None unless ``capture=True``.
+    - ``commit_step``: LongTensor [B, G], the global step (0-based) at which each generated
+      position was written.
+    - ``steps_run``: LongTensor [B], the forward steps each row used (``steps`` unless a
+      ``step_callback`` stopped it early).
+    """
+
+    sequences: torch.Tensor
+    trajectory: torch.Tensor | None
+    commit_step: torch.Tensor
+    steps_run: torch.Tensor
+
+
+def _config_attr(model: torch.nn.Module, name: str):
+    return getattr(getattr(model, "config", None), name, None)
+
+
+def _ids(value) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def _check_inputs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cfg: SamplerConfig,
+    mask_id: int | None,
+    eos_id: int | Sequence[int] | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+) -> tuple[int, list[int]]:
+    """Validate everything generate() needs beyond the config; return (mask_id, eos ids)."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        raise ValueError("input_ids: expected a 2-D integer tensor [batch, prompt_length]")
+    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+        raise ValueError(f"input_ids: expected integer token ids, got dtype {input_ids.dtype}")
+    B, P = input_ids.shape
+    if B == 0 or P == 0:
+        raise ValueError(f"input_ids: empty prompt (shape {tuple(input_ids.shape)}); every row needs >= 1 token")
+    if mask_id is None:
+        mask_id = _config_attr(model, "mask_token_id")
+    if mask_id is None:
+        raise ValueError(
+            "mask_id: the model config has no mask_token_id; pass mask_id= (the tokenizer's mask token id)"
+        )
+    mask_id = int(mask_id)
+    pad = _config_attr(model, "pad_token_id")
+    if pad is not None and not isinstance(pad, (list, tuple)) and int(pad) == mask_id:
+        raise ValueError(
+            f"mask_id={mask_id} equals the model's pad_token_id: padding would be read as masked "
+            "positions; use a model/tokenizer whose pad token differs from the mask token"
+        )
+    if attention_mask is not None:
+        if tuple(attention_mask.shape) != (B, P):
+            raise ValueError(
+                f"attention_mask: expected shape {(B, P)} like input_ids, got {tuple(attention_mask.shape)}"
+            )
+        am = attention_mask.bool()
+        if not bool(am.any(dim=1).all()):
+            raise ValueError("input_ids/attention_mask: a row has no real token (empty prompt)")
+        # Left padding only: a real token may never be followed by padding, else the
+        # generation would not sit right after the prompt.
+        if bool((am[:, :-1] & ~am[:, 1:]).any()):
+            raise ValueError("attention_mask: expected left padding (zeros, then ones) in every row")
+        if bool(((input_ids == mask_id) & ~am).any()):
+            raise ValueError(
+                f"input_ids: padding positions hold the mask id {mask_id}; pad with another token (e.g. EOS)"
+            )
+    max_len = _config_attr(model, "max_sequence_length") or _config_attr(model, "max_position_embeddings")
+    if max_len is not None and P + cfg.gen_length > int(max_len):
+        raise ValueError(
+            f"gen_length={cfg.gen_length}: prompt length {P} + gen_length = {P + cfg.gen_length} "
+            f"exceeds the model's max_sequence_length={max_len}"
+        )
+    eos = _ids(eos_id if eos_id is not None else _config_attr(model, "eos_token_id"))
+    if cfg.suppress_eos and not eos:
+        raise ValueError("suppress_eos=True: no eos_id given and the model config has no eos_token_id")
+    if isinstance(generator, (list, tuple)) and len(generator) != B:
+        raise ValueError(f"generator: expected one torch.Generator or a list of {B} (one per row), got {len(generator)}")
+    return mask_id, eos
+
+
+def _uniform(
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    device: torch.device,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    rows: torch.Tensor | None,
+) -> torch.Tensor:
+    """U(0, 1) of ``shape`` whose leading dim is the active rows; per-row generators each
+    draw their own row, so a row's numbers never depend on the rest of the batch."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.rand(shape, dtype=dtype, device=device, generator=generator)
+    gens = generator if rows is None else [generator[i] for i in rows.tolist()]
+    return torch.stack([torch.rand(shape[1:], dtype=dtype, device=device, generator=g) for g in gens])
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    gen_length: int,
+    steps: int,
+    block_length: int,
+    temperature: float = 0.0,
+    cfg_scale: float = 0.0,
+    remasking: str = "low_confidence",
+    mask_id: int | None = None,
+    eos_id: int | Sequence[int] | None = None,
+    suppress_eos: bool = False,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    capture: bool = False,
+    step_callback: StepCallback | None = None,
+) -> GenerationOutput:
+    """Denoise ``gen_length`` tokens after each (left-padded) prompt; see the module docstring.
+
+    ``model(input_ids=..., attention_mask=...)`` must return ``.logits`` [B, L, V]. ``mask_id``
+    defaults to ``model.config.mask_token_id``; ``eos_id`` (used by ``suppress_eos``, which sets
+    the EOS logits to -inf) to ``model.config.eos_token_id``. ``generator`` drives the Gumbel
+    noise and random remasking: one ``torch.Generator`` (on the model's device) for the batch,
+    or a list with one per row. ``capture=True`` fills ``trajectory``; it never changes the
+    tokens. ``step_callback(step, x0_gen [B, G], still_masked [B, G])`` runs after every step;
+    rows for which it returns True commit their current ``x0`` and stop (None/False: no effect).
+    """
+    cfg = SamplerConfig(gen_length, steps, block_length, temperature, cfg_scale, remasking, suppress_eos).validate()
+    mask_id, eos = _check_inputs(model, input_ids, attention_mask, cfg, mask_id, eos_id, generator)
+    device = input_ids.device
+    B, P = input_ids.shape
+    G, spb = gen_length, cfg.steps_per_block
+
+    x = torch.cat([input_ids.long(), input_ids.new_full((B, G), mask_id, dtype=torch.long)], dim=1)
+    am = None
+    prompt_real = torch.ones(B, P, dtype=torch.bool, device=device)
+    if attention_mask is not None and not bool(attention_mask.bool().all()):
+        prompt_real = attention_mask.bool()
+        am = torch.cat([attention_mask.long(), attention_mask.new_ones((B, G), dtype=torch.long)], dim=1)
+
+    positions = torch.arange(G, device=device)
+    traj = torch.empty((B, steps, G), dtype=torch.int32, device=device) if capture else None
+    commit_step = torch.full((B, G), -1, dtype=torch.long, device=device)
+    steps_run = torch.full((B,), steps, dtype=torch.long, device=device)
+    # Early stopping state, only touched when a callback exists: `rows` indexes the rows still
+    # running (None = all of them, the common path, which then indexes nothing).
+    active = torch.ones(B, dtype=torch.bool, device=device)
+    rows: torch.Tensor | None = None
+    stopped_any = False
+    x0_all = x[:, P:].clone()
+
+    def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
+        if cfg.cfg_scale > 0:
+            # The unconditional copy hides the real prompt tokens only; padding stays padding.
+            un = xa.clone()
+            un[:, :P] = torch.where(real, mask_id, xa[:, :P])
+            both = model(input_ids=torch.cat([xa, un]), attention_mask=None if ama is None else torch.cat([ama, ama]))
+            cond, uncond = both.logits[:, P:].chunk(2)
+            logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)
+        else:
+            logits = model(input_ids=xa, attention_mask=ama).logits[:, P:]
+        # The mask token is never a prediction: a committed position must hold a real token
+        # (LLaDA gives it no mass anyway; a committed mask would silently re-open the position).
+        logits[..., mask_id] = -torch.inf
+        if cfg.suppress_eos:
+            logits[..., eos] = -torch.inf
+        return logits
+
+    for blk in range(cfg.num_blocks):
+        b_end = (blk + 1) * block_length
+        block_masked = (x[:, P + blk * block_length : P + b_end] == mask_id).sum(dim=1)
+        base, extra = block_masked // spb, block_masked % spb
+        for i in range(spb):
+            step = blk * spb + i
+            xa = x if rows is None else x[rows]
+            ama = am if (am is None or rows is None) else am[rows]
+            real = prompt_real if rows is None else prompt_real[rows]
+            logits = forward(xa, ama, real)
+            if cfg.temperature > 0:
+                lg = logits.to(torch.float64)
+                u = _uniform(tuple(lg.shape), torch.float64, device, generator, rows)
+                x0 = (lg.exp() / (-torch.log(u)) ** cfg.temperature).argmax(dim=-1)
+            else:
+                x0 = logits.argmax(dim=-1)
+            xg = xa[:, P:]
+            masked = xg == mask_id
+            x0 = torch.where(masked, x0, xg)
+            # Only masked positions up to the end of the current block compete.
+            candidate = masked & (positions < b_end)
+            if cfg.remasking == "low_confidence":
+                # Softmax over the candidate span only (positions beyond it are never read).
+                probs = torch.softmax(logits[:, :b_end].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+                conf_span = probs.gather(-1, x0[:, :b_end, None]).squeeze(-1)
+                conf = torch.full(x0.shape, -torch.inf, dtype=conf_span.dtype, device=device)
+                conf[:, :b_end] = conf_span
+            else:
+                conf = _uniform((x0.shape[0], G), torch.float32, device, generator, rows)
+            conf = conf.masked_fill(~candidate, -torch.inf)
+            k = base + (i < extra).long()
+            if rows is not None:
+                k = k[rows]
+            # Per-row top-k with per-row k: stable descending sort (ties: leftmost first), keep rank < k.
+            order = conf.argsort(dim=1, descending=True, stable=True)
+            commit = torch.zeros_like(candidate).scatter_(1, order, positions[None, :] < k[:, None])
+            new_gen = torch.where(commit, x0, xg)
+            new_cs = commit_step[rows] if rows is not None else commit_step
+            new_cs = torch.where(commit, step, new_cs)
+            if rows is None:
+                x[:, P:] = new_gen
+                commit_step = new_cs
+                x0_all = x0
+                if traj is not None:
+                    traj[:, step] = x0
+            else:
+                x[rows, P:] = new_gen
+                commit_step[rows] = new_cs
+                x0_all[rows] = x0
+                if traj is not None:
+                    traj[rows, step] = x0.to(torch.int32)
+            if step_callback is None:
+                continue
+            stop = step_callback(step, x0_all, x[:, P:] == mask_id)
+            if stop is None:
+                continue
+            stop = torch.as_tensor(stop, device=device).bool() & active
+            if not bool(stop.any()):
+                continue
+            # Stopped rows take the current prediction for every position still masked.
+            still = (x[:, P:] == mask_id) & stop[:, None]
+            x[:, P:] = torch.where(still, x0_all, x[:, P:])
+            commit_step = torch.where(still, step, commit_step)
+            steps_run = torch.where(stop, step + 1, steps_run)
+            active &= ~stop
+            stopped_any = True
+            rows = active.nonzero().squeeze(1)
+            if rows.numel() == 0:
+                break
+        if rows is not None and rows.numel() == 0:
+            break
+
+    trajectory = None
+    if traj is not None:
+        if stopped_any:
+            # Steps after a row stopped repeat its last x0.
+            last = torch.minimum(torch.arange(steps, device=device)[None, :], steps_run[:, None] - 1)
+            traj = traj.gather(1, last[:, :, None].expand(B, steps, G))
+        trajectory = traj.cpu()
+    return GenerationOutput(sequences=x, trajectory=trajectory, commit_step=commit_step, steps_run=steps_run)

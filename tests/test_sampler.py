@@ -1,0 +1,337 @@
+"""The sampler against an independent, deliberately naive reference of DESIGN §2."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lm_eval_temporal.loading import load_model
+from lm_eval_temporal.sampler import GenerationOutput, SamplerConfig, generate
+from tiny_models import EOS_ID, MASK_ID, PAD_ID, build_tiny_llada, tiny_llada
+
+torch.set_num_threads(1)
+
+PROMPTS = [[5, 17, 40, 22, 9, 61, 33], [70, 12], [44, 8, 91, 19, 27]]
+
+
+@pytest.fixture(scope="module")
+def model64(tmp_path_factory):
+    """Loaded the way users load models, in float64 so the batched and the naive code agree
+    to the last bit and token equality cannot hinge on rounding."""
+    d = build_tiny_llada(tmp_path_factory.mktemp("tiny_llada"), seed=0)
+    return load_model(str(d), dtype="float64", device="cpu").model
+
+
+@torch.no_grad()
+def reference_generate(model, prompt, *, gen_length, steps, block_length, temperature=0.0, cfg_scale=0.0,
+                       remasking="low_confidence", mask_id=MASK_ID, eos_id=EOS_ID, suppress_eos=False,
+                       generator=None):
+    """DESIGN §2 for one unpadded prompt, one position at a time. Returns (tokens, trajectory)."""
+    P, G = len(prompt), gen_length
+    x = list(prompt) + [mask_id] * G
+    num_blocks = G // block_length
+    per_block = steps // num_blocks
+    trajectory = []
+    for b in range(num_blocks):
+        block_end = (b + 1) * block_length  # relative to the generation span
+        n = sum(1 for j in range(b * block_length, block_end) if x[P + j] == mask_id)
+        quota = [n // per_block + (1 if i < n % per_block else 0) for i in range(per_block)]
+        for i in range(per_block):
+            logits = model(input_ids=torch.tensor([x])).logits[0]
+            if cfg_scale > 0:
+                uncond = model(input_ids=torch.tensor([[mask_id] * P + x[P:]])).logits[0]
+                logits = uncond + (cfg_scale + 1) * (logits - uncond)
+            logits = logits.clone()
+            logits[:, mask_id] = -math.inf
+            if suppress_eos:
+                logits[:, eos_id] = -math.inf
+            V = logits.shape[-1]
+            noise = torch.rand((G, V), dtype=torch.float64, generator=generator) if temperature > 0 else None
+            uniform = torch.rand((G,), dtype=torch.float32, generator=generator) if remasking == "random" else None
+            x0, conf = [], []
+            for j in range(G):
+                token = x[P + j]
+                if token != mask_id:
+                    x0.append(token)
+                    conf.append(-math.inf)
+                    continue
+                row = logits[P + j]
+                if temperature > 0:
+                    pred = int(torch.argmax(row.double().exp() / (-torch.log(noise[j])) ** temperature))
+                else:
+                    pred = int(torch.argmax(row))
+                x0.append(pred)
+                if j >= block_end:
+                    conf.append(-math.inf)
+                elif remasking == "low_confidence":
+                    conf.append(float(torch.softmax(row.double(), dim=-1)[pred]))
+                else:
+                    conf.append(float(uniform[j]))
+            ranked = sorted(range(G), key=lambda j: (-conf[j], j))
+            for j in ranked[: quota[i]]:
+                x[P + j] = x0[j]
+            trajectory.append(x0)
+    return x, trajectory
+
+
+def left_pad(prompts, pad=PAD_ID):
+    P = max(map(len, prompts))
+    ids = torch.full((len(prompts), P), pad, dtype=torch.long)
+    attn = torch.zeros((len(prompts), P), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, P - len(p):] = torch.tensor(p)
+        attn[r, P - len(p):] = 1
+    return ids, attn
+
+
+PARITY = {
+    "one_block_steps_eq_gen": dict(gen_length=12, steps=12, block_length=12),
+    "one_block_fewer_steps_uneven": dict(gen_length=12, steps=5, block_length=12),
+    "blocks_fewer_steps_uneven": dict(gen_length=10, steps=4, block_length=5),
+    "blocks_steps_eq_gen": dict(gen_length=8, steps=8, block_length=4),
+    "cfg": dict(gen_length=8, steps=4, block_length=4, cfg_scale=1.5),
+    "suppress_eos": dict(gen_length=8, steps=4, block_length=8, suppress_eos=True),
+}
+
+
+@pytest.mark.parametrize("settings", PARITY.values(), ids=PARITY.keys())
+def test_matches_naive_reference_row_by_row_in_a_padded_batch(model64, settings):
+    ids, attn = left_pad(PROMPTS)
+    out = generate(model64, ids, attn, capture=True, **settings)
+    P, G = ids.shape[1], settings["gen_length"]
+    assert out.sequences.shape == (len(PROMPTS), P + G)
+    assert out.trajectory.shape == (len(PROMPTS), settings["steps"], G)
+    for r, prompt in enumerate(PROMPTS):
+        tokens, trajectory = reference_generate(model64, prompt, **settings)
+        assert out.sequences[r, P:].tolist() == tokens[len(prompt):]
+        assert out.trajectory[r].tolist() == trajectory
+        assert torch.equal(out.sequences[r, :P], ids[r])  # the prompt (and padding) is never written
+    if settings.get("suppress_eos"):
+        assert not (out.sequences[:, P:] == EOS_ID).any()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(temperature=0.8), dict(remasking="random"), dict(temperature=1.0, remasking="random", cfg_scale=0.5)],
+    ids=["gumbel", "random_remasking", "gumbel_random_cfg"],
+)
+def test_sampling_matches_reference_with_one_generator_per_row(model64, settings):
+    gen = dict(gen_length=8, steps=4, block_length=4, **settings)
+    ids, attn = left_pad(PROMPTS)
+    seeds = [11, 12, 13]
+    out = generate(model64, ids, attn, capture=True, generator=[torch.Generator().manual_seed(s) for s in seeds], **gen)
+    P = ids.shape[1]
+    for r, (prompt, seed) in enumerate(zip(PROMPTS, seeds)):
+        tokens, trajectory = reference_generate(model64, prompt, generator=torch.Generator().manual_seed(seed), **gen)
+        assert out.sequences[r, P:].tolist() == tokens[len(prompt):]
+        assert out.trajectory[r].tolist() == trajectory
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(remasking="random")], ids=["gumbel", "random"])
+def test_same_seed_same_output_different_seed_different_output(model64, settings):
+    gen = dict(gen_length=12, steps=6, block_length=6, **settings)
+    ids, attn = left_pad(PROMPTS)
+    run = lambda seed: generate(model64, ids, attn, generator=torch.Generator().manual_seed(seed), **gen).sequences
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_capture_never_changes_tokens_and_last_capture_is_the_output(model64):
+    ids, attn = left_pad(PROMPTS)
+    gen = dict(gen_length=12, steps=6, block_length=4, temperature=0.7)
+    off = generate(model64, ids, attn, generator=torch.Generator().manual_seed(3), **gen)
+    on = generate(model64, ids, attn, generator=torch.Generator().manual_seed(3), capture=True, **gen)
+    assert off.trajectory is None
+    assert torch.equal(off.sequences, on.sequences)
+    assert torch.equal(off.commit_step, on.commit_step)
+    assert on.trajectory.dtype == torch.int32 and on.trajectory.device.type == "cpu"
+    assert torch.equal(on.trajectory[:, -1].long(), on.sequences[:, ids.shape[1]:])
+
+
+def test_commit_schedule_and_outputs_metadata(model64):
+    ids, attn = left_pad(PROMPTS)
+    out = generate(model64, ids, attn, gen_length=10, steps=4, block_length=5, capture=True)
+    assert isinstance(out, GenerationOutput)
+    assert out.steps_run.tolist() == [4, 4, 4]
+    assert not (out.sequences == MASK_ID).any()
+    # Block 0 (positions 0-4) commits 3 then 2 tokens at steps 0, 1; block 1 at steps 2, 3.
+    for row in out.commit_step.tolist():
+        assert sorted(row[:5]) == [0, 0, 0, 1, 1] and sorted(row[5:]) == [2, 2, 2, 3, 3]
+    # A committed token never changes in later captures.
+    P = ids.shape[1]
+    steps = torch.arange(4)[None, :, None]
+    committed = out.commit_step[:, None, :] <= steps
+    final = out.sequences[:, None, P:].expand(-1, 4, -1)
+    assert torch.equal(out.trajectory.long()[committed], final[committed])
+
+
+def test_float32_batch_rows_equal_prompts_alone():
+    torch.manual_seed(0)
+    model = tiny_llada(seed=1)
+    ids, attn = left_pad(PROMPTS)
+    gen = dict(gen_length=8, steps=4, block_length=4, cfg_scale=0.5)
+    batch = generate(model, ids, attn, **gen).sequences
+    P = ids.shape[1]
+    for r, p in enumerate(PROMPTS):
+        alone = generate(model, torch.tensor([p]), **gen).sequences
+        assert torch.equal(batch[r, P:], alone[0, len(p):])
+
+
+def test_bfloat16_model_runs():
+    model = tiny_llada(seed=2, dtype=torch.bfloat16)
+    out = generate(model, torch.tensor([PROMPTS[0]]), gen_length=8, steps=4, block_length=4, temperature=0.5,
+                   generator=torch.Generator().manual_seed(0), capture=True)
+    assert out.sequences.shape == (1, len(PROMPTS[0]) + 8)
+    assert not (out.sequences == MASK_ID).any()
+
+
+class CountingModel(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.calls = inner, inner.config, 0
+
+    def forward(self, **kw):
+        self.calls += 1
+        return self.inner(**kw)
+
+
+def test_step_callback_none_or_false_is_bit_identical(model64):
+    ids, attn = left_pad(PROMPTS)
+    gen = dict(gen_length=8, steps=4, block_length=4, temperature=0.9, capture=True)
+    plain = generate(model64, ids, attn, generator=torch.Generator().manual_seed(5), **gen)
+    seen = []
+
+    def never(step, x0, still_masked):
+        seen.append((step, x0.shape, still_masked.shape, int(still_masked.sum())))
+        return None if step % 2 else torch.zeros(len(PROMPTS), dtype=torch.bool)
+
+    hooked = generate(model64, ids, attn, generator=torch.Generator().manual_seed(5), step_callback=never, **gen)
+    assert torch.equal(plain.sequences, hooked.sequences)
+    assert torch.equal(plain.trajectory, hooked.trajectory)
+    assert torch.equal(plain.commit_step, hooked.commit_step)
+    assert [s for s, *_ in seen] == [0, 1, 2, 3]
+    assert all(shape == (3, 8) and mshape == (3, 8) for _, shape, mshape, _ in seen)
+    assert [n for *_, n in seen] == [3 * 6, 3 * 4, 3 * 2, 0]  # masked count after each step
+
+
+def test_step_callback_stops_rows_early(model64):
+    ids, attn = left_pad(PROMPTS)
+    gen = dict(gen_length=8, steps=8, block_length=4, capture=True)
+    plain = generate(model64, ids, attn, **gen)
+    counting = CountingModel(model64)
+
+    def stop_row1_at_2(step, x0, still_masked):
+        return torch.tensor([False, step == 2, False])
+
+    out = generate(counting, ids, attn, step_callback=stop_row1_at_2, **gen)
+    assert counting.calls == 8
+    assert out.steps_run.tolist() == [8, 3, 8]
+    P = ids.shape[1]
+    # Row 1 committed its step-2 prediction everywhere; later captures repeat it.
+    assert torch.equal(out.sequences[1, P:], plain.trajectory[1, 2].long())
+    assert all(torch.equal(out.trajectory[1, s], plain.trajectory[1, 2]) for s in range(2, 8))
+    assert out.commit_step[1].max() == 2
+    assert not (out.sequences == MASK_ID).any()
+    # The other rows are untouched by row 1 leaving the batch.
+    for r in (0, 2):
+        assert torch.equal(out.sequences[r], plain.sequences[r])
+        assert torch.equal(out.trajectory[r], plain.trajectory[r])
+
+    counting.calls = 0
+    everyone = generate(counting, ids, attn, step_callback=lambda s, x0, m: torch.full((3,), s == 1), **gen)
+    assert counting.calls == 2  # no forward pass once every row has stopped
+    assert everyone.steps_run.tolist() == [2, 2, 2]
+
+
+class ConstantModel(torch.nn.Module):
+    """Same logits at every position: every confidence ties, and the mask token scores highest."""
+
+    def __init__(self, vocab_size: int = 16):
+        super().__init__()
+        self.config = type("Config", (), {"mask_token_id": MASK_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID})()
+        self.row = torch.zeros(vocab_size)
+        self.row[MASK_ID], self.row[7] = 5.0, 3.0
+
+    def forward(self, input_ids, attention_mask=None):
+        return type("Out", (), {"logits": self.row.expand(*input_ids.shape, -1).clone()})()
+
+
+def test_ties_commit_leftmost_first_and_mask_token_is_never_predicted():
+    out = generate(ConstantModel(), torch.tensor([[4, 5]]), gen_length=96, steps=48, block_length=48, capture=True)
+    assert out.commit_step[0].tolist() == [i // 2 for i in range(96)]
+    assert out.sequences[0, 2:].tolist() == [7] * 96
+    assert out.trajectory[0, 0].tolist() == [7] * 96
+
+
+def test_mask_id_defaults_to_config_and_int32_ids_accepted(model64):
+    ids = torch.tensor([PROMPTS[1]], dtype=torch.int32)
+    a = generate(model64, ids, gen_length=4, steps=2, block_length=4)
+    b = generate(model64, ids.long(), gen_length=4, steps=2, block_length=4, mask_id=MASK_ID)
+    assert a.sequences.dtype == torch.long and torch.equal(a.sequences, b.sequences)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+GOOD = dict(gen_length=8, steps=4, block_length=4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(gen_length=10, block_length=4, steps=5), "gen_length must be a multiple of block_length"),
+        (dict(gen_length=12, block_length=4, steps=4), r"steps=4: expected a multiple of the number of blocks"),
+        (dict(steps=0), "steps=0: expected a positive integer"),
+        (dict(steps=16, block_length=8), r"steps=16: expected 1 <= steps <= gen_length=8"),
+        (dict(gen_length=0), "gen_length=0"),
+        (dict(remasking="topk"), "remasking='topk': expected one of low_confidence, random"),
+        (dict(temperature=-1.0), "temperature=-1.0"),
+        (dict(cfg_scale=-0.5), "cfg_scale=-0.5"),
+        (dict(gen_length=508, block_length=4, steps=4 * 127), "max_sequence_length=512"),
+    ],
+)
+def test_bad_settings_raise_value_error(model64, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(model64, torch.tensor([PROMPTS[0]]), **{**GOOD, **kwargs})
+
+
+def test_sampler_config_validate_returns_self():
+    cfg = SamplerConfig(gen_length=8, steps=4, block_length=4)
+    assert cfg.validate() is cfg and cfg.num_blocks == 2 and cfg.steps_per_block == 2
+    with pytest.raises(ValueError, match="remasking"):
+        SamplerConfig(8, 4, 4, remasking="x").validate()
+
+
+def test_bad_inputs_raise_value_error(model64):
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(model64, torch.zeros((1, 0), dtype=torch.long), **GOOD)
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(model64, torch.tensor([[4, 5], [6, 7]]), torch.tensor([[1, 1], [0, 0]]), **GOOD)
+    with pytest.raises(ValueError, match="integer token ids"):
+        generate(model64, torch.tensor([[4.0, 5.0]]), **GOOD)
+    with pytest.raises(ValueError, match="2-D"):
+        generate(model64, torch.tensor([4, 5]), **GOOD)
+    with pytest.raises(ValueError, match=r"attention_mask: expected shape \(1, 2\)"):
+        generate(model64, torch.tensor([[4, 5]]), torch.ones(1, 3), **GOOD)
+    with pytest.raises(ValueError, match="left padding"):
+        generate(model64, torch.tensor([[4, 5]]), torch.tensor([[1, 0]]), **GOOD)
+    with pytest.raises(ValueError, match="padding positions hold the mask id"):
+        generate(model64, torch.tensor([[MASK_ID, 5]]), torch.tensor([[0, 1]]), **GOOD)
+    with pytest.raises(ValueError, match="generator"):
+        generate(model64, torch.tensor([[4, 5]]), generator=[torch.Generator()] * 2, temperature=1.0, **GOOD)
+
+
+def test_missing_mask_id_and_pad_equal_mask_raise():
+    model = tiny_llada(seed=0, mask_token_id=None)
+    with pytest.raises(ValueError, match="mask_id: the model config has no mask_token_id; pass mask_id="):
+        generate(model, torch.tensor([[4, 5]]), **GOOD)
+    assert generate(model, torch.tensor([[4, 5]]), mask_id=MASK_ID, **GOOD).sequences.shape == (1, 10)
+    clash = tiny_llada(seed=0, pad_token_id=MASK_ID)
+    with pytest.raises(ValueError, match="equals the model's pad_token_id"):
+        generate(clash, torch.tensor([[4, 5]]), **GOOD)
+    no_eos = tiny_llada(seed=0, eos_token_id=None)
+    with pytest.raises(ValueError, match="suppress_eos"):
+        generate(no_eos, torch.tensor([[4, 5]]), suppress_eos=True, **GOOD)
