@@ -19,20 +19,38 @@ from lm_eval_temporal.tcr import advantages, config, logprobs, loss, rewards
 # ---------------------------------------------------------------------------- helpers
 
 
-def _tiny_loaded(tmp_path: Path | None = None, seed: int = 0) -> SimpleNamespace:
-    """A fresh tiny LLaDA + the embedded model's char tokenizer (get_peft_model mutates the
-    model in place, so every trainer gets its own)."""
-    from lm_eval_temporal.llada import LLaDAConfig, LLaDAModelLM
-    from lm_eval_temporal.tiny.tokenizer import build_tokenizer
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny matrices: a second OpenMP thread only adds synchronisation, which on a loaded
+    # 2-core machine costs ~100x (barrier spinning against other processes).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny_loaded(seed: int = 0) -> SimpleNamespace:
+    """A fresh random tiny LLaDA and a char tokenizer (get_peft_model mutates the model in
+    place, so every trainer gets its own)."""
+    try:  # the shared test helpers, where present
+        from tiny_models import build_tokenizer, tiny_llada
+    except ImportError:
+        from lm_eval_temporal.llada import LLaDAConfig, LLaDAModelLM
+        from lm_eval_temporal.tiny.tokenizer import build_tokenizer
+
+        def tiny_llada(seed: int = 0, vocab_size: int = 0):
+            torch.manual_seed(seed)
+            t = build_tokenizer()
+            return LLaDAModelLM(LLaDAConfig(
+                d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=vocab_size,
+                embedding_size=vocab_size, max_sequence_length=128, rope_theta=10000.0, initializer_range=0.5,
+                mask_token_id=t.mask_token_id, eos_token_id=t.eos_token_id, pad_token_id=t.pad_token_id,
+                bos_token_id=t.bos_token_id,
+            )).eval()
 
     tok = build_tokenizer()
-    cfg = LLaDAConfig(
-        d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64, vocab_size=len(tok), embedding_size=len(tok),
-        max_sequence_length=128, rope_theta=10000.0, mask_token_id=tok.mask_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LLaDAModelLM(cfg).eval()
+    model = tiny_llada(seed=seed, vocab_size=max(128, len(tok)))
+    assert model.config.mask_token_id == tok.mask_token_id and model.config.pad_token_id == tok.pad_token_id
     return SimpleNamespace(model=model, tokenizer=tok, mask_id=tok.mask_token_id, eos_id=tok.eos_token_id,
                            pad_id=tok.pad_token_id, device=torch.device("cpu"), dtype=torch.float32, name="tiny")
 

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -339,13 +338,16 @@ class TCRTrainer:
             zero_std += int((g.std(1) == 0).sum()) if ro.group_size > 1 else len(g)
             groups += len(g)
         keys = sorted(vals)
-        sums = torch.tensor([sum(vals[k]) for k in keys] + [len(vals["reward"]), zero_std, groups],
+        sq = sum(v * v for v in vals["reward"])
+        sums = torch.tensor([sum(vals[k]) for k in keys] + [len(vals["reward"]), zero_std, groups, sq],
                             dtype=torch.float64, device=self.accelerator.device)
         sums = self.accelerator.reduce(sums, reduction="sum")
-        n = float(sums[len(keys)])
-        out = {k: float(sums[i]) / n for i, k in enumerate(keys)}
-        out["reward_std"] = float(torch.tensor([v for v in vals["reward"]], dtype=torch.float64).std()) if n > 1 else 0.0
-        out["frac_zero_std_groups"] = float(sums[len(keys) + 1]) / max(1.0, float(sums[len(keys) + 2]))
+        k = len(keys)
+        n = float(sums[k])
+        out = {key: float(sums[i]) / n for i, key in enumerate(keys)}
+        var = max(0.0, float(sums[k + 3]) / n - out["reward"] ** 2)
+        out["reward_std"] = var ** 0.5  # over all completions of the round, all processes
+        out["frac_zero_std_groups"] = float(sums[k + 1]) / max(1.0, float(sums[k + 2]))
         return out
 
     def _run_round(self, rnd: int, bar: Any) -> None:
