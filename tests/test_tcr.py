@@ -219,7 +219,9 @@ def test_completion_mask_and_loss_hand_values():
 
 
 def test_first_inner_iteration_ratio_one_and_kl_zero(tmp_path):
-    tr = _trainer(tmp_path, num_iterations=2, max_steps=2, lora_dropout=0.1, beta=0.04)
+    # Two micro-batches of one prompt each: exercises gradient accumulation too.
+    tr = _trainer(tmp_path, num_iterations=2, max_steps=2, lora_dropout=0.1, beta=0.04, prompts_per_batch=1,
+                  gradient_accumulation_steps=2)
     names = [n for n, _ in tr.policy.named_modules() if n.endswith("lora_A")]
     assert names and all(".blocks." in n for n in names)  # the head (transformer.ff_out) has no LoRA
     assert any("blocks.0.ff_out" in n for n in names)
@@ -234,6 +236,19 @@ def test_first_inner_iteration_ratio_one_and_kl_zero(tmp_path):
         assert key in first
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "run" / "adapter_config.json").is_file()
+
+
+def test_lora_on_the_head_is_refused_when_it_would_be_a_no_op(tmp_path):
+    from lm_eval_temporal.tcr.trainer import lora_target_regex
+
+    import re
+
+    rx = lora_target_regex(["q_proj", "ff_out"])
+    assert re.fullmatch(rx, "base_model.model.model.transformer.blocks.3.ff_out")
+    assert not re.fullmatch(rx, "base_model.model.model.transformer.ff_out")
+    # LLaDAModelLM multiplies by the head's weight without calling the module.
+    with pytest.raises(config.ConfigError, match="lora_include_head"):
+        _trainer(tmp_path, lora_include_head=True)
 
 
 def test_one_step_moves_logprobs_with_the_advantage_sign(tmp_path):
