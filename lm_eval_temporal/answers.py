@@ -163,6 +163,17 @@ def _balanced(s: str, i: int) -> str | None:
     return None
 
 
+_UNCLOSED_END = re.compile(r"\n|</?answer|<|\$")
+
+
+def _unclosed(s: str, i: int) -> str | None:
+    """A box the model never closed ("\\boxed{120" then a newline or the end): its line."""
+    window = s[i:i + MAX_ANSWER_CHARS]
+    m = _UNCLOSED_END.search(window)
+    content = (window[:m.start()] if m else window).strip().rstrip(">]").strip()
+    return content or None
+
+
 def _boxes(s: str) -> list[str]:
     """Contents of the last few boxes, in text order, placeholders dropped."""
     found = []
@@ -172,6 +183,8 @@ def _boxes(s: str) -> list[str]:
     for m in found[-_MAX_BOXES:]:
         if m.group(1):
             content = _balanced(s, m.end())
+            if content is None:
+                content = _unclosed(s, m.end())
         else:  # "\boxed 5" (old-style, no braces)
             tok = re.match(r"[^\s$]{1,64}", s[m.end():m.end() + 64])
             content = tok.group(0) if tok else None

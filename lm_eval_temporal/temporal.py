@@ -1,0 +1,315 @@
+"""Temporal self-consistency voting and Temporal Semantic Entropy over per-step answers.
+
+Pure Python (no torch, and no dependency on :mod:`lm_eval_temporal.answers`): every function
+takes the sequence of answers parsed at denoising steps ``s = 0..T-1`` (``None`` = nothing
+parsed at that step) and an optional ``equivalent(a, b) -> bool``. ``equivalent=None`` clusters
+by exact string equality, which is what the paper's official code does ("exact" mode); pass
+``functools.partial(answers.equivalent, task=...)`` for semantic clusters.
+
+Weights over the *global* step index ``s`` with ``T`` total steps (DESIGN §3):
+``fixed`` w = 1, ``linear`` w = (s + 1) / T, ``exp`` w = exp(alpha * s / T).
+
+Clustering is greedy in step order: each distinct answer string joins the first existing
+cluster whose representative (its first-seen answer) it is equivalent to, else starts a new
+cluster. Each distinct string is compared once per representative, so a 256-step trajectory
+with a handful of distinct answers costs a few equivalence calls.
+
+Tie-break (documented and deterministic): among clusters with the same total weight (equal up
+to a relative 1e-12), the one whose latest supporting step is later wins. Since no two
+clusters share a step, this always picks exactly one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "WEIGHTINGS",
+    "Cluster",
+    "VoteResult",
+    "SampleStats",
+    "step_weights",
+    "cluster_answers",
+    "vote",
+    "temporal_semantic_entropy",
+    "sample_stats",
+]
+
+WEIGHTINGS = ("fixed", "linear", "exp")
+_TIE_REL = 1e-12
+
+Equivalence = Callable[[str, str], bool]
+
+
+def step_weights(T: int, weighting: str = "exp", alpha: float = 5.0) -> list[float]:
+    """Weights of steps 0..T-1: fixed 1, linear (s+1)/T, exp exp(alpha*s/T)."""
+    if not isinstance(T, int) or T < 0:
+        raise ValueError(f"T must be a non-negative int, got {T!r}")
+    if weighting == "fixed":
+        return [1.0] * T
+    if weighting == "linear":
+        return [(s + 1) / T for s in range(T)]
+    if weighting == "exp":
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite, got {alpha!r}")
+        return [math.exp(alpha * s / T) for s in range(T)]
+    raise ValueError(f"unknown weighting {weighting!r}; expected one of {', '.join(WEIGHTINGS)}")
+
+
+@dataclass
+class Cluster:
+    """Answers judged equivalent. ``answer`` is the representative (first seen)."""
+
+    answer: str
+    members: list[str]
+    steps: list[int]
+    weight: float = 0.0
+    share: float = 0.0
+
+    @property
+    def last_step(self) -> int:
+        return self.steps[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answer": self.answer, "members": list(self.members), "steps": list(self.steps),
+                "weight": self.weight, "share": self.share}
+
+
+def cluster_answers(
+    answers: Sequence[str | None], equivalent: Equivalence | None = None
+) -> tuple[list[Cluster], list[int | None]]:
+    """Greedy clusters in step order and each step's cluster index (None for None answers)."""
+    clusters: list[Cluster] = []
+    of: dict[str, int] = {}  # distinct answer string -> cluster index
+    labels: list[int | None] = []
+    for s, a in enumerate(answers):
+        if a is None:
+            labels.append(None)
+            continue
+        k = of.get(a)
+        if k is None:
+            if equivalent is not None:
+                k = next((i for i, c in enumerate(clusters) if equivalent(c.answer, a)), None)
+            if k is None:
+                clusters.append(Cluster(answer=a, members=[], steps=[]))
+                k = len(clusters) - 1
+            clusters[k].members.append(a)
+            of[a] = k
+        clusters[k].steps.append(s)
+        labels.append(k)
+    return clusters, labels
+
+
+def _weigh(clusters: list[Cluster], weights: Sequence[float], steps: set[int] | None = None) -> float:
+    total = 0.0
+    for c in clusters:
+        c.weight = math.fsum(weights[s] for s in c.steps if steps is None or s in steps)
+        total += c.weight
+    for c in clusters:
+        c.share = c.weight / total if total > 0 else 0.0
+    return total
+
+
+def _winner(clusters: list[Cluster]) -> Cluster | None:
+    best = None
+    for c in clusters:
+        if best is None:
+            best = c
+            continue
+        tie = math.isclose(c.weight, best.weight, rel_tol=_TIE_REL, abs_tol=0.0)
+        if (not tie and c.weight > best.weight) or (tie and c.last_step > best.last_step):
+            best = c
+    return best
+
+
+@dataclass
+class VoteResult:
+    """Outcome of :func:`vote`.
+
+    ``answer``: the answer at ``step`` (the latest step of the winning cluster), or the final
+    answer (None) when no step parsed. ``step``: that step's index (T - 1 when nothing
+    parsed; -1 for an empty trajectory) -- the backend returns that step's text.
+    ``cluster_steps`` / ``cluster_weights``: the winning cluster's steps and their weights.
+    ``weight_share``: its share of the total weight (0.0 when nothing parsed).
+    ``clusters``: every cluster, heaviest first (ties in the vote order).
+    """
+
+    answer: str | None
+    step: int
+    cluster_steps: list[int] = field(default_factory=list)
+    cluster_weights: list[float] = field(default_factory=list)
+    weight_share: float = 0.0
+    clusters: list[Cluster] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["clusters"] = [c.to_dict() for c in self.clusters]
+        return d
+
+
+def vote(
+    answers: Sequence[str | None],
+    *,
+    weighting: str = "exp",
+    alpha: float = 5.0,
+    equivalent: Equivalence | None = None,
+) -> VoteResult:
+    """Temporal self-consistency vote: argmax over clusters of the summed step weights.
+
+    Steps whose answer is None cast no vote; if none parses, the result falls back to the
+    final step. Ties go to the cluster whose latest supporting step is later.
+    """
+    T = len(answers)
+    weights = step_weights(T, weighting, alpha)
+    clusters, _ = cluster_answers(answers, equivalent)
+    _weigh(clusters, weights)
+    best = _winner(clusters)
+    if best is None:
+        return VoteResult(answer=answers[-1] if T else None, step=T - 1)
+    ordered = sorted(clusters, key=lambda c: (c is not best, -c.weight, -c.last_step))
+    step = best.last_step
+    return VoteResult(
+        answer=answers[step],
+        step=step,
+        cluster_steps=list(best.steps),
+        cluster_weights=[weights[s] for s in best.steps],
+        weight_share=best.share,
+        clusters=ordered,
+    )
+
+
+def temporal_semantic_entropy(
+    answers: Sequence[str | None],
+    *,
+    weighting: str = "exp",
+    alpha: float = 12.8,
+    skip_ratio: float = 0.5,
+    include_none: bool = False,
+    base: float = 2.0,
+    equivalent: Equivalence | None = None,
+) -> float:
+    """TSE = -sum_k p_k log_base p_k over answer clusters of the kept steps.
+
+    Kept steps: ``s >= int(skip_ratio * T)`` (official default: drop the first half), weighted
+    as in :func:`step_weights` with the global index ``s`` and total ``T``. ``p_k`` is cluster
+    k's share of the kept weight. Steps without an answer are dropped, unless
+    ``include_none`` makes "no answer" a cluster of its own.
+
+    Defined edge cases (the official code returns log2(batch size) when nothing parses; we do
+    not): no kept step at all -> 0.0; kept steps but none with an answer -> the maximum
+    entropy ``log_base(n_kept)``, as if every kept step had said something different.
+    """
+    if not 0.0 <= skip_ratio <= 1.0:
+        raise ValueError(f"skip_ratio must be in [0, 1], got {skip_ratio!r}")
+    if base <= 0 or base == 1 or not math.isfinite(base):
+        raise ValueError(f"base must be positive and not 1, got {base!r}")
+    T = len(answers)
+    weights = step_weights(T, weighting, alpha)
+    start = int(skip_ratio * T)
+    window = range(start, T)
+    if not window:
+        return 0.0
+    if include_none:
+        # A sentinel no real answer can equal, clustered only with itself.
+        none = object()
+        kept = [none if answers[s] is None else answers[s] for s in window]
+        eq = None if equivalent is None else (lambda a, b: a is not none and b is not none and equivalent(a, b))
+        clusters, _ = cluster_answers(kept, eq)  # type: ignore[arg-type]
+        for c in clusters:
+            c.steps = [s + start for s in c.steps]
+    else:
+        kept_steps = [s for s in window if answers[s] is not None]
+        if not kept_steps:
+            return math.log(len(window)) / math.log(base) if len(window) > 1 else 0.0
+        clusters, _ = cluster_answers([answers[s] for s in kept_steps], equivalent)
+        for c in clusters:
+            c.steps = [kept_steps[i] for i in c.steps]
+    total = _weigh(clusters, weights)
+    if total <= 0:
+        return 0.0
+    h = -math.fsum(c.share * math.log(c.share) for c in clusters if c.share > 0) / math.log(base)
+    return max(0.0, h)  # no -0.0 or -1e-17 from rounding
+
+
+@dataclass
+class SampleStats:
+    """Per-sample temporal statistics (JSON-serialisable through :meth:`to_dict`).
+
+    ``*_pass`` and ``first_gold_step`` are None when no gold matcher was given.
+    ``n_changes``: consecutive parsed steps (None steps skipped) whose answers fall in
+    different clusters. ``first_final_step``: first step whose answer is in the final
+    answer's cluster (None when the final step has no answer).
+    """
+
+    steps: int
+    final: str | None
+    vote: str | None
+    vote_step: int
+    vote_share: float
+    tse: float
+    n_parsed: int
+    n_clusters: int
+    n_changes: int
+    first_final_step: int | None
+    first_gold_step: int | None = None
+    final_pass: bool | None = None
+    vote_pass: bool | None = None
+    ever_pass: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sample_stats(
+    answers: Sequence[str | None],
+    *,
+    gold_match: Callable[[str], bool] | None = None,
+    equivalent: Equivalence | None = None,
+    weighting: str = "exp",
+    alpha: float = 5.0,
+    tse_weighting: str = "exp",
+    tse_alpha: float = 12.8,
+    tse_skip_ratio: float = 0.5,
+    tse_include_none: bool = False,
+    tse_base: float = 2.0,
+) -> SampleStats:
+    """Final answer, vote, TSE, answer changes and (with ``gold_match``) pass flags.
+
+    ``gold_match(answer) -> bool`` is called at most once per distinct answer string.
+    """
+    T = len(answers)
+    v = vote(answers, weighting=weighting, alpha=alpha, equivalent=equivalent)
+    tse = temporal_semantic_entropy(
+        answers, weighting=tse_weighting, alpha=tse_alpha, skip_ratio=tse_skip_ratio,
+        include_none=tse_include_none, base=tse_base, equivalent=equivalent,
+    )
+    clusters, labels = cluster_answers(answers, equivalent)
+    parsed = [k for k in labels if k is not None]
+    n_changes = sum(1 for a, b in zip(parsed, parsed[1:]) if a != b)
+    final = answers[-1] if T else None
+    first_final = None
+    if final is not None:
+        k = labels[-1]
+        first_final = clusters[k].steps[0]
+    stats = SampleStats(
+        steps=T, final=final, vote=v.answer, vote_step=v.step, vote_share=v.weight_share, tse=tse,
+        n_parsed=len(parsed), n_clusters=len(clusters), n_changes=n_changes, first_final_step=first_final,
+    )
+    if gold_match is not None:
+        verdict: dict[str, bool] = {}
+
+        def ok(a: str | None) -> bool:
+            if a is None:
+                return False
+            if a not in verdict:
+                verdict[a] = bool(gold_match(a))
+            return verdict[a]
+
+        stats.final_pass = ok(final)
+        stats.vote_pass = ok(v.answer)
+        stats.first_gold_step = next((s for s, a in enumerate(answers) if ok(a)), None)
+        stats.ever_pass = stats.first_gold_step is not None
+    return stats
