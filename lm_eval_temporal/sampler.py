@@ -20,7 +20,9 @@ DESIGN §2, step by step:
 Only the generation span is ever written: the prompt, including any mask token inside it,
 is context. Each row of a left-padded batch gives the tokens the prompt gives alone (the
 model sees a padding mask; random draws cover the generation span only, so with one
-``torch.Generator`` per row even sampled rows do not depend on their batch).
+``torch.Generator`` per row even sampled rows do not depend on their batch). That holds for
+models whose attention sees relative positions only (LLaDA's RoPE); with absolute position
+embeddings (BERT) left padding shifts every position, so such models see batch effects.
 """
 
 from __future__ import annotations
@@ -163,12 +165,13 @@ def _check_inputs(
             raise ValueError(
                 f"input_ids: padding positions hold the mask id {mask_id}; pad with another token (e.g. EOS)"
             )
-    max_len = _config_attr(model, "max_sequence_length") or _config_attr(model, "max_position_embeddings")
-    if max_len is not None and P + cfg.gen_length > int(max_len):
-        raise ValueError(
-            f"gen_length={cfg.gen_length}: prompt length {P} + gen_length = {P + cfg.gen_length} "
-            f"exceeds the model's max_sequence_length={max_len}"
-        )
+    for limit in ("max_sequence_length", "max_position_embeddings"):
+        max_len = _config_attr(model, limit)
+        if max_len is not None and P + cfg.gen_length > int(max_len):
+            raise ValueError(
+                f"gen_length={cfg.gen_length}: prompt length {P} + gen_length = {P + cfg.gen_length} "
+                f"exceeds the model's {limit}={max_len}"
+            )
     eos = _ids(eos_id if eos_id is not None else _config_attr(model, "eos_token_id"))
     if cfg.suppress_eos and not eos:
         raise ValueError("suppress_eos=True: no eos_id given and the model config has no eos_token_id")
@@ -243,7 +246,7 @@ def generate(
     active = torch.ones(B, dtype=torch.bool, device=device)
     rows: torch.Tensor | None = None
     stopped_any = False
-    x0_all = x[:, P:].clone()
+    x0_all = x[:, P:]  # the latest x0 of every row (a stopped row keeps its last); set at step 0
 
     def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
         if cfg.cfg_scale > 0:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lm_eval_temporal.loading import load_model
 from lm_eval_temporal.sampler import GenerationOutput, SamplerConfig, generate
@@ -127,6 +133,31 @@ def test_sampling_matches_reference_with_one_generator_per_row(model64, settings
         tokens, trajectory = reference_generate(model64, prompt, generator=torch.Generator().manual_seed(seed), **gen)
         assert out.sequences[r, P:].tolist() == tokens[len(prompt):]
         assert out.trajectory[r].tolist() == trajectory
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    num_blocks=st.integers(1, 3),
+    block_length=st.integers(1, 5),
+    data=st.data(),
+    prompts=st.lists(st.lists(st.integers(4, 100), min_size=1, max_size=6), min_size=1, max_size=3),
+    cfg_scale=st.sampled_from([0.0, 1.0]),
+    temperature=st.sampled_from([0.0, 0.7]),
+    remasking=st.sampled_from(["low_confidence", "random"]),
+)
+def test_property_any_schedule_matches_reference(model64, num_blocks, block_length, data, prompts, cfg_scale,
+                                                 temperature, remasking):
+    per_block = data.draw(st.integers(1, block_length))
+    gen = dict(gen_length=num_blocks * block_length, steps=num_blocks * per_block, block_length=block_length,
+               cfg_scale=cfg_scale, temperature=temperature, remasking=remasking)
+    ids, attn = left_pad(prompts)
+    out = generate(model64, ids, attn, capture=True, generator=[torch.Generator().manual_seed(r) for r in range(len(prompts))], **gen)
+    P = ids.shape[1]
+    for r, prompt in enumerate(prompts):
+        tokens, trajectory = reference_generate(model64, prompt, generator=torch.Generator().manual_seed(r), **gen)
+        assert out.sequences[r, P:].tolist() == tokens[len(prompt):]
+        assert out.trajectory[r].tolist() == trajectory
+    assert (out.commit_step >= 0).all() and (out.commit_step < gen["steps"]).all()
 
 
 @pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(remasking="random")], ids=["gumbel", "random"])
@@ -335,3 +366,12 @@ def test_missing_mask_id_and_pad_equal_mask_raise():
     no_eos = tiny_llada(seed=0, eos_token_id=None)
     with pytest.raises(ValueError, match="suppress_eos"):
         generate(no_eos, torch.tensor([[4, 5]]), suppress_eos=True, **GOOD)
+
+
+def test_capture_benchmark_quick_run():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "capture_overhead.py"
+    res = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    assert "LLaDA-8B settings (batch 8, 256 steps, 512 tokens, int32): 4.19 MB" in res.stdout
+    assert re.fullmatch(r"capture_overhead_ratio=\d+\.\d+", lines[-1])
