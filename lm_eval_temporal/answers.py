@@ -94,6 +94,8 @@ _MAX_DIGITS = 60
 MATH_TIMEOUT_S = float(os.environ.get("LM_EVAL_TEMPORAL_MATH_TIMEOUT", "5") or 5)
 _WORKER_ENV = "LM_EVAL_TEMPORAL_MATH_WORKER"
 _STARTUP_TIMEOUT_S = 120.0
+# Extra wait past the helper's own (SIGALRM) timeout before it is killed and replaced.
+_KILL_GRACE_S = 2.0
 # Cache only texts up to this size: bigger ones are rare and would pin memory.
 _CACHE_TEXT_CHARS = 16_384
 
@@ -171,6 +173,8 @@ def _unclosed(s: str, i: int) -> str | None:
     window = s[i:i + MAX_ANSWER_CHARS]
     m = _UNCLOSED_END.search(window)
     content = (window[:m.start()] if m else window).strip().rstrip(">]").strip()
+    if "\\boxed" in content or "\\fbox" in content:
+        return None
     return content or None
 
 
@@ -217,7 +221,8 @@ def _after_last(pattern: re.Pattern, s: str) -> str | None:
         pass
     if last is None:
         return None
-    return last.group(1) if pattern.groups else s[last.end():last.end() + MAX_ANSWER_CHARS]
+    # One character past the cap, so that an over-long clause is rejected rather than cut.
+    return last.group(1) if pattern.groups else s[last.end():last.end() + MAX_ANSWER_CHARS + 1]
 
 
 def _answer_is(s: str) -> str | None:
@@ -772,7 +777,7 @@ class _MathWorker:
                 return None
             # The helper's own SIGALRM timeout usually answers first; this is the hard bound
             # for work SIGALRM cannot interrupt.
-            deadline = timeout + 2.0
+            deadline = timeout + _KILL_GRACE_S
             while True:
                 try:
                     raw = self._lines.get(timeout=deadline)

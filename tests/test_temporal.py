@@ -1,0 +1,165 @@
+"""lm_eval_temporal.temporal: weights, vote, TSE and per-sample statistics, by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from functools import partial
+
+import pytest
+
+from lm_eval_temporal import answers, temporal
+from lm_eval_temporal.temporal import sample_stats, step_weights, temporal_semantic_entropy, vote
+
+E = math.e
+
+
+def test_step_weights():
+    assert step_weights(4, "fixed") == [1.0] * 4
+    assert step_weights(4, "linear") == [0.25, 0.5, 0.75, 1.0]  # (s+1)/T
+    assert step_weights(4, "exp", alpha=5.0) == pytest.approx([1, E**1.25, E**2.5, E**3.75])  # exp(5 s/T)
+    assert step_weights(0, "exp") == []
+    with pytest.raises(ValueError, match="fixed, linear, exp"):
+        step_weights(4, "cosine")
+    with pytest.raises(ValueError):
+        step_weights(-1)
+
+
+def test_tie_break_latest_step_wins_and_one_bit():
+    # [1, 1, 2, 2], fixed weights: 2 vs 2 -> the cluster whose latest step is later ("2") wins.
+    r = vote(["1", "1", "2", "2"], weighting="fixed")
+    assert (r.answer, r.step, r.cluster_steps, r.weight_share) == ("2", 3, [2, 3], 0.5)
+    assert [c.answer for c in r.clusters] == ["2", "1"]
+    # The order of first appearance does not matter: the later cluster wins the tie.
+    assert vote(["2", "1", "1", "2"], weighting="fixed").answer == "2"
+    assert vote(["2", "2", "1", "1"], weighting="fixed").answer == "1"
+    assert temporal_semantic_entropy(["1", "1", "2", "2"], weighting="fixed", skip_ratio=0) == pytest.approx(1.0)
+
+
+def test_exp_weights_flip_the_winner():
+    # T = 5: fixed A=3, B=2 -> A. exp(alpha=5): w_s = e^s, A = 1+e+e^2 = 11.107, B = e^3+e^4 = 74.684 -> B.
+    seq = ["A", "A", "A", "B", "B"]
+    assert vote(seq, weighting="fixed").answer == "A"
+    r = vote(seq, weighting="exp", alpha=5.0)
+    assert (r.answer, r.step, r.cluster_steps) == ("B", 4, [3, 4])
+    assert r.cluster_weights == pytest.approx([E**3, E**4])
+    assert r.weight_share == pytest.approx(74.6837 / (74.6837 + 11.1073), abs=1e-4)
+    # linear: A = (1+2+3)/5 = 1.2, B = (4+5)/5 = 1.8 -> B
+    assert vote(seq, weighting="linear").answer == "B"
+
+
+def test_tse_skip_ratio_drops_first_half():
+    seq = ["X", "X", "Y", "Z"]
+    # skip 0.5 keeps steps 2, 3 -> Y, Z with equal (fixed) weight: 1 bit.
+    assert temporal_semantic_entropy(seq, weighting="fixed", skip_ratio=0.5) == pytest.approx(1.0)
+    # skip 0: p = (1/2, 1/4, 1/4) -> 1.5 bits; natural log base: 1.5 ln 2.
+    assert temporal_semantic_entropy(seq, weighting="fixed", skip_ratio=0.0) == pytest.approx(1.5)
+    assert temporal_semantic_entropy(seq, weighting="fixed", skip_ratio=0.0, base=E) == pytest.approx(1.5 * math.log(2))
+    # Official defaults (exp 12.8, skip 0.5): kept steps 2, 3 with weights e^6.4, e^9.6:
+    # p = 1/(1+e^3.2) = 0.039166 -> H = 0.23845 bits.
+    assert temporal_semantic_entropy([None, "1", "2", "3"]) == pytest.approx(0.23845, abs=1e-5)
+    assert temporal_semantic_entropy(["a", "b", "c", "c", "c", "c"]) == 0.0
+    with pytest.raises(ValueError):
+        temporal_semantic_entropy(seq, skip_ratio=1.5)
+    with pytest.raises(ValueError):
+        temporal_semantic_entropy(seq, base=1.0)
+
+
+def test_nothing_parsed():
+    r = vote([None, None, None, None])
+    assert (r.answer, r.step, r.cluster_steps, r.weight_share, r.clusters) == (None, 3, [], 0.0, [])
+    # Maximum entropy of the kept steps: log2(2) with the default skip, log2(4) without.
+    assert temporal_semantic_entropy([None] * 4) == pytest.approx(1.0)
+    assert temporal_semantic_entropy([None] * 4, skip_ratio=0) == pytest.approx(2.0)
+    assert temporal_semantic_entropy([None] * 4, include_none=True) == 0.0  # one "no answer" cluster
+    assert temporal_semantic_entropy([]) == 0.0
+    assert temporal_semantic_entropy(["a"], skip_ratio=1.0) == 0.0
+    empty = vote([])
+    assert (empty.answer, empty.step) == (None, -1)
+    # Unparsed steps cast no vote but count in include_none mode.
+    assert vote([None, "7", None, None]).answer == "7"
+    assert temporal_semantic_entropy([None, "a", None, "a"], weighting="fixed", skip_ratio=0) == 0.0
+    assert temporal_semantic_entropy([None, "a", None, "a"], weighting="fixed", skip_ratio=0,
+                                     include_none=True) == pytest.approx(1.0)
+
+
+def test_semantic_clusters_per_task():
+    gsm = partial(answers.equivalent, task="gsm8k")
+    seq = ["18", "18.0", "$18", "18 dollars"]
+    assert len(vote(seq, equivalent=gsm).clusters) == 1
+    assert temporal_semantic_entropy(seq, skip_ratio=0, equivalent=gsm) == 0.0
+    # Exact mode (the official code) splits them: 4 equal clusters = 2 bits.
+    assert len(vote(seq).clusters) == 4
+    assert temporal_semantic_entropy(seq, weighting="fixed", skip_ratio=0) == pytest.approx(2.0)
+
+    math_eq = partial(answers.equivalent, task="math500")
+    r = vote(["\\frac{1}{2}", "0.5", "1/2", "3"], weighting="fixed", equivalent=math_eq)
+    assert (r.answer, r.step, r.cluster_steps) == ("1/2", 2, [0, 1, 2])
+    assert r.clusters[0].members == ["\\frac{1}{2}", "0.5", "1/2"]
+
+    cd = partial(answers.equivalent, task="countdown")
+    r = vote(["(49+55)-53", "55-53+49", "49*55/53"], weighting="fixed", equivalent=cd)
+    assert (r.answer, r.cluster_steps) == ("55-53+49", [0, 1])
+
+
+def test_greedy_clusters_against_representatives():
+    # A non-transitive "equivalence" (|a - b| <= 1): 2 joins 1's cluster; 3 is compared with the
+    # representative 1 only, so it starts its own cluster.
+    near = lambda a, b: abs(int(a) - int(b)) <= 1  # noqa: E731
+    clusters, labels = temporal.cluster_answers(["1", "2", "3", None, "2"], near)
+    assert [c.answer for c in clusters] == ["1", "3"]
+    assert labels == [0, 0, 1, None, 0]
+
+
+def test_equivalence_called_once_per_distinct_pair_and_fast():
+    calls = []
+
+    def eq(a, b):
+        calls.append((a, b))
+        return a.rstrip("0").rstrip(".") == b.rstrip("0").rstrip(".")
+
+    seq = [None] * 40 + ["12"] * 100 + ["13"] * 50 + ["12.0"] * 66
+    r = vote(seq, equivalent=eq)
+    assert r.answer == "12.0" and r.step == 255
+    assert calls == [("12", "13"), ("12", "12.0")]  # 13 vs rep 12; 12.0 joins 12 at once
+    n = 200
+    gsm = partial(answers.equivalent, task="gsm8k")
+    t = time.perf_counter()
+    for _ in range(n):
+        vote(seq, equivalent=gsm)
+        temporal_semantic_entropy(seq, equivalent=gsm)
+    per_call = (time.perf_counter() - t) / n
+    assert per_call < 1e-3, f"vote + TSE on 256 steps took {per_call * 1e6:.0f} us"
+
+
+def test_sample_stats_by_hand():
+    seq = [None, "5", "7", "7", "5", "5"]
+    s = sample_stats(seq, gold_match=lambda a: a == "5", weighting="fixed")
+    assert (s.final, s.vote, s.vote_step, s.final_pass, s.vote_pass, s.ever_pass) == ("5", "5", 5, True, True, True)
+    assert (s.n_changes, s.first_final_step, s.first_gold_step, s.n_parsed, s.n_clusters) == (2, 1, 1, 5, 2)
+    assert s.vote_share == pytest.approx(3 / 5)
+    # kept steps 3, 4, 5 (skip half of 6): 7, 5, 5 with exp(12.8 s / 6) weights
+    w = [math.exp(12.8 * k / 6) for k in (3, 4, 5)]
+    p = w[0] / sum(w)
+    assert s.tse == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
+    s7 = sample_stats(seq, gold_match=lambda a: a == "7", weighting="fixed")
+    assert (s7.final_pass, s7.vote_pass, s7.ever_pass, s7.first_gold_step) == (False, False, True, 2)
+    none = sample_stats(seq)
+    assert (none.final_pass, none.vote_pass, none.ever_pass, none.first_gold_step) == (None, None, None, None)
+    assert sample_stats([None, None]).to_dict() == {
+        "steps": 2, "final": None, "vote": None, "vote_step": 1, "vote_share": 0.0, "tse": 0.0,
+        "n_parsed": 0, "n_clusters": 0, "n_changes": 0, "first_final_step": None, "first_gold_step": None,
+        "final_pass": None, "vote_pass": None, "ever_pass": None,
+    }
+    calls = []
+    sample_stats(["1"] * 50 + ["2"] * 50, gold_match=lambda a: calls.append(a) or a == "2")
+    assert sorted(calls) == ["1", "2"]  # once per distinct answer
+
+
+def test_results_are_json_serialisable():
+    r = vote(["1", None, "2", "2"], equivalent=partial(answers.equivalent, task="gsm8k"))
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["answer"] == "2" and d["clusters"][0]["steps"] == [2, 3]
+    s = sample_stats(["1", None, "2", "2"], gold_match=lambda a: a == "2")
+    assert json.loads(json.dumps(s.to_dict()))["ever_pass"] is True
