@@ -1,0 +1,148 @@
+"""The lm-eval backend on a tiny locally built LLaDA: in-process contract tests."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from lm_eval.api.instance import Instance
+
+from lm_eval_temporal import trace
+from lm_eval_temporal.backend import LLaDATemporalLM
+
+GEN = dict(gen_length=16, steps=8, block_length=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tiny_models import build_tiny_llada
+
+    return build_tiny_llada(tmp_path_factory.mktemp("tiny_llada"))
+
+
+def req(context: str, doc: dict | None = None, task: str = "svamp", doc_id: int = 0, gen_kwargs: dict | None = None) -> Instance:
+    gk = {"until": [], "max_gen_toks": 16, "do_sample": False} if gen_kwargs is None else gen_kwargs
+    return Instance("generate_until", doc if doc is not None else {}, (context, gk), doc_id, (task, doc_id, 1))
+
+
+def marked_doc(gold: str = "5") -> dict:
+    return {"gold": json.dumps(gold), trace.TRACE_KEY: {"task": "gsm8k"}}
+
+
+PROMPTS = ["Q:1+2=?", "Q:a much longer prompt 12+30-7=?", "x", "Q:9*9", "Tom has 3 apples and buys 4 more.", "Q:2", "hello world", "Q:100-1"]
+
+
+def test_invalid_model_args_fail_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="vote='majority'"):
+        LLaDATemporalLM(pretrained=str(tmp_path / "does-not-exist"), vote="majority")
+    with pytest.raises(ValueError, match="unknown model argument"):
+        LLaDATemporalLM(pretrained=str(tmp_path / "does-not-exist"), step=3)
+
+
+def test_batch_size_never_changes_outputs(tiny_dir):
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), batch_size=1, **GEN)
+    reqs = [req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS)]
+    one = lm.generate_until(reqs, disable_tqdm=True)
+    lm8 = LLaDATemporalLM(pretrained=str(tiny_dir), batch_size=8, **GEN)
+    assert lm8.generate_until(reqs, disable_tqdm=True) == one
+    assert len(one) == len(PROMPTS)
+
+
+def test_sampling_is_seeded_and_batch_invariant(tiny_dir):
+    kw = dict(pretrained=str(tiny_dir), temperature=1.0, **GEN)
+    reqs = [req(p, doc_id=i) for i, p in enumerate(PROMPTS)]
+    a = LLaDATemporalLM(batch_size=8, seed=1, **kw).generate_until(reqs, disable_tqdm=True)
+    b = LLaDATemporalLM(batch_size=3, seed=1, **kw).generate_until(reqs, disable_tqdm=True)
+    c = LLaDATemporalLM(batch_size=8, seed=2, **kw).generate_until(reqs, disable_tqdm=True)
+    assert a == b
+    assert a != c
+
+
+def test_trace_only_for_our_documents(tiny_dir):
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), **GEN)
+    ours, builtin = lm.generate_until([req("Q:1+2=?", marked_doc()), req("Q:1+2=?", {"question": "q"}, task="gsm8k")], disable_tqdm=True)
+    text, summary = trace.split(ours)
+    assert summary is not None and summary["steps"] == GEN["steps"]
+    assert len(trace.expand_runs(summary["answers"])) == GEN["steps"]
+    assert trace.MARKER not in builtin
+    assert text == builtin  # same prompt, same settings: the trace is the only difference
+
+
+def test_trajectory_file_records_every_request(tiny_dir, tmp_path):
+    path = tmp_path / "sub" / "traj.jsonl"
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), trajectory_path=str(path), trajectory_text=True, **GEN)
+    lm.generate_until([req(p, marked_doc("7"), doc_id=i, task="arith_chain") for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(r["doc_id"] for r in rows) == [0, 1, 2]
+    for r in rows:
+        assert r["task"] == "arith_chain" and r["answer_task"] == "gsm8k" and r["gold"] == "7"
+        assert len(r["answers"]) == len(r["weights"]) == len(r["step_texts"]) == GEN["steps"]
+        assert r["step_texts"][-1] == r["final_text"]
+
+
+def test_vote_returns_latest_step_of_winning_cluster_and_gsm8k_filters_read_it(tiny_dir, monkeypatch):
+    """Fake a trajectory whose answer is 5 for most steps and 7 at the end: exp voting keeps 5,
+    and lm-eval's own gsm8k strict-match filter extracts 5 from the backend's response."""
+    import lm_eval.filters  # noqa: F401  (registers the built-in filters)
+    from lm_eval.api.registry import get_filter
+
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), vote="fixed", gen_length=16, steps=8, block_length=8)
+    tok = lm.tokenizer
+    texts = ["ab #### 5", "ab #### 5", "ab #### 5", "a #### 5.0", "a #### 5.0", "#### 7", "#### 7", "#### 7"]
+    rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    eos = lm.lm.eos_id
+    traj = torch.tensor([r + [eos] * (16 - len(r)) for r in rows], dtype=torch.int32)[None]
+
+    import lm_eval_temporal.backend as backend
+
+    real = backend.generate
+
+    def fake_generate(model, input_ids, attention_mask=None, **kw):
+        out = real(model, input_ids, attention_mask, **kw)
+        out.sequences[:, -16:] = traj[:, -1].long()
+        out.trajectory = traj.clone()
+        return out
+
+    monkeypatch.setattr(backend, "generate", fake_generate)
+    response = lm.generate_until([req("Q", {"question": "q"}, task="gsm8k")], disable_tqdm=True)[0]
+    assert response == "a #### 5.0"  # latest step of the winning cluster {5, 5.0}
+    strict = get_filter("regex")(regex_pattern=r"#### (\-?[0-9\.\,]+)", group_select=0)
+    take_first = get_filter("take_first")()
+    (filtered,) = take_first.apply(strict.apply([[response]], [{}]), [{}])
+    assert filtered == "5.0"
+    lm_final = LLaDATemporalLM(pretrained=str(tiny_dir), vote="none", gen_length=16, steps=8, block_length=8)
+    assert lm_final.generate_until([req("Q", {"question": "q"}, task="gsm8k")], disable_tqdm=True)[0] == "#### 7"
+
+
+def test_stop_sequences_cut_final_and_step_texts(tiny_dir):
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), vote="none", trajectory_path=None, **GEN)
+    plain = lm.generate_until([req("Q:1+2=?", gen_kwargs={"until": [], "max_gen_toks": 16})], disable_tqdm=True)[0]
+    if len(plain) < 2:
+        pytest.skip("random tiny model produced too short a text to cut")
+    stop = plain[1]
+    cut = lm.generate_until([req("Q:1+2=?", gen_kwargs={"until": [stop], "max_gen_toks": 16})], disable_tqdm=True)[0]
+    assert cut == plain[: plain.index(stop)]
+
+
+def test_loglikelihood_is_deterministic_and_rolling_is_refused(tiny_dir):
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), mc_num=8, mc_batch_size=4)
+    reqs = [Instance("loglikelihood", {}, ("Q:1+2=", "3"), 0), Instance("loglikelihood", {}, ("Q:1+2=", " 44"), 1)]
+    a = lm.loglikelihood(reqs, disable_tqdm=True)
+    b = lm.loglikelihood(list(reversed(reqs)), disable_tqdm=True)
+    assert a == list(reversed(b))
+    assert all(ll < 0 and isinstance(g, bool) for ll, g in a)
+    with pytest.raises(NotImplementedError, match="loglikelihood_rolling"):
+        lm.loglikelihood_rolling(reqs)
+
+
+def test_generation_settings_mapping(tiny_dir):
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir))
+    s = lm.resolve_generation({"max_gen_toks": 100})
+    assert (s.gen_length, s.block_length, s.steps, s.temperature) == (128, 32, 64, 0.0)
+    s = lm.resolve_generation({"max_gen_toks": 20, "do_sample": True, "temperature": 0.7})
+    assert (s.gen_length, s.block_length, s.steps, s.temperature) == (20, 20, 10, 0.7)
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), block_length=16, steps=6)
+    s = lm.resolve_generation({"max_gen_toks": 64})
+    assert (s.gen_length, s.block_length, s.steps) == (64, 16, 8)  # steps rounded up to 4 blocks
