@@ -75,6 +75,10 @@ class LLaDATemporalLM(LM):
             self._rank, self._world_size = accelerator.process_index, accelerator.num_processes
         self.accelerator = accelerator
         device = str(accelerator.device) if accelerator is not None else o.device
+        if device and device.startswith("cuda") and not torch.cuda.is_available():
+            # lm-eval passes device="cuda:0" unless told otherwise, also on CPU-only machines.
+            log.warning("device=%s requested but CUDA is not available; running on the CPU", device)
+            device = "cpu"
         self.embedded = o.pretrained == EMBEDDED
         if self.embedded:
             from lm_eval_temporal.tiny import DEFAULT_GEN, EMBEDDED_DIR
