@@ -1,0 +1,105 @@
+"""End-to-end `lm_eval` CLI runs (subprocesses) on a tiny locally built LLaDA, offline."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lm_eval_temporal import trace
+
+pytestmark = pytest.mark.slow
+LM_EVAL = os.path.join(os.path.dirname(sys.executable), "lm_eval")
+TASKS = ["gsm8k_temporal", "svamp", "math500", "countdown"]
+METRICS = ["exact_match", "final_pass", "ever_pass", "tse"]
+DATA = os.environ.get("LM_EVAL_TEMPORAL_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from tiny_models import build_tiny_llada
+
+    return build_tiny_llada(tmp_path_factory.mktemp("cli_llada"))
+
+
+def lm_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LM_EVAL_TEMPORAL_DATA": DATA, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([LM_EVAL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+
+
+def results_of(out_dir: Path) -> dict:
+    (path,) = glob.glob(str(out_dir / "**" / "results_*.json"), recursive=True)
+    return json.loads(Path(path).read_text())["results"]
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
+def test_four_tasks_report_four_metrics_log_samples_and_cache(tiny_dir, tmp_path):
+    model_args = f"pretrained={tiny_dir},gen_length=16,steps=8,block_length=8"
+    common = ["--model", "llada_temporal", "--model_args", model_args, "--tasks", ",".join(TASKS),
+              "--limit", "2", "--batch_size", "4", "--log_samples", "--use_cache", str(tmp_path / "cache")]
+    r1 = lm_eval(*common, "--output_path", str(tmp_path / "run1"), cwd=tmp_path)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    res = results_of(tmp_path / "run1")
+    for task in TASKS:
+        for m in METRICS:
+            v = res[task][f"{m},none"]
+            assert isinstance(v, float) and not math.isnan(v), (task, m, v)
+        assert 0.0 <= res[task]["final_pass,none"] <= res[task]["ever_pass,none"] <= 1.0
+
+    # the samples log carries the per-step answers
+    (samples,) = glob.glob(str(tmp_path / "run1" / "**" / "samples_svamp_*.jsonl"), recursive=True)
+    first = json.loads(Path(samples).read_text().splitlines()[0])
+    text, summary = trace.split(first["resps"][0][0])
+    assert summary is not None and len(trace.expand_runs(summary["answers"])) == 8
+
+    # a second run is served entirely from the cache and gives identical results
+    r2 = lm_eval(*common, "--output_path", str(tmp_path / "run2"), cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "Requests remaining: 0" in r2.stderr + r2.stdout
+    res2 = results_of(tmp_path / "run2")
+    for task in TASKS:
+        for m in METRICS:
+            assert res2[task][f"{m},none"] == res[task][f"{m},none"]
+
+
+def test_invalid_model_args_fail_fast_with_named_error(tmp_path):
+    r = lm_eval("--model", "llada_temporal", "--model_args", "vote=majority", "--tasks", "arith_chain", "--limit", "1", cwd=tmp_path)
+    assert r.returncode != 0
+    assert "vote='majority': expected one of none, fixed, linear, exp" in r.stderr
+
+
+def test_embedded_model_arith_chain_and_lm_eval_run_subcommand(tmp_path):
+    r = subprocess.run([LM_EVAL.replace("lm_eval", "lm-eval"), "run", "--model", "llada_temporal", "--tasks", "arith_chain",
+                        "--limit", "4", "--batch_size", "4", "--output_path", str(tmp_path / "out")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = results_of(tmp_path / "out")["arith_chain"]
+    assert all(not math.isnan(res[f"{m},none"]) for m in METRICS)
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
+def test_hf_causal_baseline_runs_our_task_config(tmp_path):
+    """Autoregressive baselines use the same configs: exact_match scored, temporal metrics NaN."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tiny_models import build_tokenizer
+
+    tok = build_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                      num_key_value_heads=4, max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    d = tmp_path / "tiny_causal"
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    r = lm_eval("--model", "hf", "--model_args", f"pretrained={d}", "--device", "cpu", "--tasks", "svamp", "--limit", "2",
+                "--gen_kwargs", "max_gen_toks=8", "--output_path", str(tmp_path / "hf"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = results_of(tmp_path / "hf")["svamp"]
+    assert res["exact_match,none"] in (0.0, 0.5, 1.0)
+    assert all(math.isnan(res[f"{m},none"]) for m in ("final_pass", "ever_pass", "tse"))
