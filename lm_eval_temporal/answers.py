@@ -180,9 +180,7 @@ def _unclosed(s: str, i: int) -> str | None:
 
 def _boxes(s: str) -> list[str]:
     """Contents of the last few boxes, in text order, placeholders dropped."""
-    found = []
-    for m in _BOX.finditer(s):
-        found.append(m)
+    found = list(_BOX.finditer(s))
     out = []
     for m in found[-_MAX_BOXES:]:
         if m.group(1):
