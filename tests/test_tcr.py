@@ -294,6 +294,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
     assert strip(_metrics(tmp_path / "a" / "run" / "metrics.jsonl")) == strip(
         _metrics(tmp_path / "b" / "run" / "metrics.jsonl"))
+    # Running a finished job again changes nothing.
+    before = (tmp_path / "a" / "run" / "metrics.jsonl").read_text()
+    d = _trainer(tmp_path / "a", **kw)
+    d.train()
+    assert d.step == 4 and (tmp_path / "a" / "run" / "metrics.jsonl").read_text() == before
 
 
 # ---------------------------------------------------------------------------- config and CLI

@@ -43,6 +43,7 @@ __all__ = ["TCRTrainer", "derive_seed", "lora_target_regex", "latest_checkpoint"
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+DONE_FILE = "tcr_state.json"  # written next to the final adapter
 CHECKPOINTS = "checkpoints"
 # Config keys that may change between an interrupted run and its resumption without changing
 # what is computed.
@@ -236,7 +237,8 @@ class TCRTrainer:
 
     @property
     def policy(self) -> torch.nn.Module:
-        """The peft model without distributed wrappers (for rollouts and no-grad passes)."""
+        """The peft model without distributed wrappers: for ``disable_adapter``, modes and saving.
+        Forward passes always go through ``self.model``, so that FSDP / ZeRO-3 gather their shards."""
         return self.accelerator.unwrap_model(self.model)
 
     # ------------------------------------------------------------------ one round
@@ -255,7 +257,7 @@ class TCRTrainer:
         seeds = [derive_seed("rollout", cfg.seed, rnd, acc.process_index, micro, i) for i in range(n)]
         with acc.autocast():
             return rollout(
-                self.policy,
+                self.model,
                 self.tokenizer,
                 texts,
                 [p.gold for p in probs],
@@ -307,10 +309,10 @@ class TCRTrainer:
             for j in range(cfg.num_iterations):
                 seeds = self._mask_seeds(rnd, j, micro, len(ro))
                 if j > 0:
-                    old[j] = self._logprobs(policy, ro, seeds)
+                    old[j] = self._logprobs(self.model, ro, seeds)
                 if cfg.beta > 0:
                     with policy.disable_adapter():
-                        ref[j] = self._logprobs(policy, ro, seeds)
+                        ref[j] = self._logprobs(self.model, ro, seeds)
         policy.train(was_training)
         return old, ref
 
@@ -508,12 +510,20 @@ class TCRTrainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "tcr_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         acc.wait_for_everyone()
+        done = self.output_dir / DONE_FILE
+        if cfg.resume != "never" and done.is_file() and json.loads(done.read_text()).get("step", 0) >= cfg.max_steps:
+            log.info("%s already holds an adapter trained for %d steps; nothing to do (resume: never retrains)",
+                     self.output_dir, cfg.max_steps)
+            self.step = json.loads(done.read_text())["step"]
+            return self.output_dir
         ckpt = self._resume_point()
         if ckpt is not None:
             self.load_checkpoint(ckpt)
             log.info("resumed from %s at step %d", ckpt, self.step)
-        elif acc.is_main_process and self.metrics_path.exists():
-            self.metrics_path.unlink()  # a fresh run owns its metrics file
+        elif acc.is_main_process:
+            # A fresh run owns its metrics file and completion marker.
+            self.metrics_path.unlink(missing_ok=True)
+            done.unlink(missing_ok=True)
         if acc.trackers == [] and acc.log_with:
             acc.init_trackers("tcr", config={k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                                              for k, v in cfg.to_dict().items()})
@@ -523,11 +533,14 @@ class TCRTrainer:
         while self.step < stop:
             rnd = self.step // cfg.num_iterations
             self._run_round(rnd, bar)
-            if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
+            # Also at the end, so that raising max_steps later continues from here.
+            if cfg.save_steps and (self.step % cfg.save_steps == 0 or self.step >= cfg.max_steps):
                 self.save_checkpoint()
         bar.close()
         if self.step >= cfg.max_steps:
             self.save_adapter(self.output_dir)
+            if acc.is_main_process:
+                done.write_text(json.dumps({"step": self.step, "max_steps": cfg.max_steps}) + "\n")
         acc.end_training()
         return self.output_dir
 
