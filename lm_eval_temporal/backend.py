@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import zlib
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,30 @@ def _cut(text: str, stops: list[str]) -> str:
     return text
 
 
+@dataclass
+class _RowSteps:
+    """Per-step texts and answers of one row, filled while it is generated (early_stop=stable)."""
+
+    texts: list[str] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+    last: torch.Tensor | None = None  # the row's previous x0, cut at its first stop token
+
+
+@dataclass
+class _Batch:
+    """What the forward passes of one batch produced, handed to :meth:`_finish_batch`."""
+
+    chunk: list[tuple]
+    tasks: list[str]
+    marked: list[bool]
+    capture: bool
+    gen: torch.Tensor  # [B, G] generated tokens (CPU)
+    trajectory: torch.Tensor | None  # [B, steps, G] (CPU) or None
+    steps_run: list[int]
+    steps: int
+    rows: list[_RowSteps] | None = None  # per-step answers already parsed (early_stop=stable)
+
+
 class LLaDATemporalLM(LM):
     """``lm_eval --model llada_temporal``: LLaDA decoding with temporal self-consistency voting."""
 
@@ -107,6 +133,7 @@ class LLaDATemporalLM(LM):
         self.max_length = getattr(self.lm.model.config, "max_sequence_length", None) or getattr(
             self.lm.model.config, "max_position_embeddings", None
         )
+        self._tok_lock = threading.Lock()  # the finishing worker and the main thread decode
         self._trajectory_file = None
         if o.trajectory_path:
             path = Path(o.trajectory_path).expanduser()
@@ -183,24 +210,36 @@ class LLaDATemporalLM(LM):
         name = (request.task_name or "").lower()
         return next((parser for hint, parser in _TASK_HINTS if hint in name), "generic")
 
+    def _cut_rows(self, token_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[N, G] rows -> (end [N], rows with every token from the first stop token on set to -1)."""
+        stop = torch.isin(token_rows, self.stop_ids)
+        G = token_rows.shape[1]
+        end = torch.where(stop.any(dim=1), stop.int().argmax(dim=1), G)
+        keep = torch.arange(G)[None, :] < end[:, None]
+        return end, torch.where(keep, token_rows.long(), -1)
+
     def _texts(self, token_rows: torch.Tensor, stops: list[str]) -> list[str]:
         """Decode [N, G] rows, ending each at its first stop token and stop string."""
-        rows = token_rows.tolist()
-        stop = set(self.stop_ids.tolist())
-        cut = []
-        for r in rows:
-            end = next((i for i, t in enumerate(r) if t in stop), len(r))
-            cut.append(r[:end])
-        return [_cut(t, stops) for t in self.tokenizer.batch_decode(cut, skip_special_tokens=True)]
+        end, _ = self._cut_rows(token_rows)
+        cut = [r[:e] for r, e in zip(token_rows.tolist(), end.tolist())]
+        with self._tok_lock:
+            decoded = self.tokenizer.batch_decode(cut, skip_special_tokens=True)
+        return [_cut(t, stops) for t in decoded]
 
     def _step_texts(self, traj: torch.Tensor, stops: list[str]) -> list[str]:
-        """Text of every step of one row; steps whose tokens did not change reuse the text."""
+        """Text of every step of one row; a step whose tokens up to the first stop token did
+        not change reuses the previous step's text (decoded once)."""
+        end, cut = self._cut_rows(traj)
         changed = torch.ones(traj.shape[0], dtype=torch.bool)
-        changed[1:] = (traj[1:] != traj[:-1]).any(dim=1)
-        idx = changed.nonzero().flatten()
-        decoded = self._texts(traj[idx], stops)
-        owner = torch.cumsum(changed.long(), 0) - 1
-        return [decoded[i] for i in owner.tolist()]
+        changed[1:] = (cut[1:] != cut[:-1]).any(dim=1)
+        idx = changed.nonzero().flatten().tolist()
+        rows = cut[idx].tolist()
+        ends = end[idx].tolist()
+        with self._tok_lock:
+            decoded = self.tokenizer.batch_decode([r[:e] for r, e in zip(rows, ends)], skip_special_tokens=True)
+        decoded = [_cut(t, stops) for t in decoded]
+        owner = (torch.cumsum(changed.long(), 0) - 1).tolist()
+        return [decoded[i] for i in owner]
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
@@ -227,15 +266,38 @@ class LLaDATemporalLM(LM):
         collator = Collator(items, sort_fn=lambda x: (-len(x[0]), x[2].args[0]), group_fn=lambda x: x[1], group_by="gen_kwargs")
         results: list[str] = []
         bar = tqdm(total=len(items), desc="llada_temporal", disable=disable_tqdm or self.rank != 0)
-        for chunk in collator.get_batched(n=o.batch_size):
-            results.extend(self._generate_batch(chunk))
+
+        def done(chunk: list[tuple], responses: list[str]) -> None:
+            for (*_, req, _until), response in zip(chunk, responses):
+                self.cache_hook.add_partial("generate_until", req.args, response)
+            results.extend(responses)
             bar.update(len(chunk))
+
+        # With overlap (default), decoding, parsing, voting and the trajectory record of batch
+        # k run on one worker thread while the forward passes of batch k+1 run here (torch
+        # releases the GIL inside its ops). At most one batch is in flight and batches finish
+        # in order, so results, cache entries and the trajectory file keep their order.
+        pending: tuple[list[tuple], Future] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
+            for chunk in collator.get_batched(n=o.batch_size):
+                batch = self._run_batch(chunk)
+                if pending is not None:
+                    done(pending[0], pending[1].result())
+                    pending = None
+                if o.overlap:
+                    pending = (chunk, worker.submit(self._finish_batch, batch))
+                else:
+                    done(chunk, self._finish_batch(batch))
+            if pending is not None:
+                done(pending[0], pending[1].result())
         bar.close()
         if self._trajectory_file:
             self._trajectory_file.flush()
         return collator.get_original(results)
 
-    def _generate_batch(self, chunk: list[tuple]) -> list[str]:
+    def _run_batch(self, chunk: list[tuple]) -> _Batch:
+        """The forward passes of one batch (and, with early_stop=stable, the per-step parsing
+        the stop rule needs)."""
         o = self.opts
         settings = GenSettings(**chunk[0][1])
         tasks = [self._answer_task(req) for _, _, req, _ in chunk]
@@ -254,6 +316,8 @@ class LLaDATemporalLM(LM):
                 torch.Generator(device=self._device).manual_seed(_row_seed(o.seed, req.args[0], json.dumps(req.args[1], sort_keys=True, default=str)))
                 for _, _, req, _ in chunk
             ]
+        rows: list[_RowSteps] = []
+        stop_kwargs = self._early_stop(chunk, tasks, settings.steps, rows)
         out = generate(
             self.lm.model,
             input_ids.to(self._device),
@@ -269,31 +333,134 @@ class LLaDATemporalLM(LM):
             suppress_eos=o.suppress_eos,
             generator=generators,
             capture=capture,
+            **stop_kwargs,
         )
-        gen = out.sequences[:, P:].cpu()
+        return _Batch(
+            chunk=chunk,
+            tasks=tasks,
+            marked=marked,
+            capture=capture,
+            gen=out.sequences[:, P:].cpu(),
+            trajectory=out.trajectory,
+            steps_run=out.steps_run.tolist(),
+            steps=settings.steps,
+            rows=rows or None,
+        )
+
+    def _finish_batch(self, batch: _Batch) -> list[str]:
+        """Texts, answers, vote, TSE, trace and cache entries of a generated batch."""
+        finals = self._texts(batch.gen, [])
         responses = []
-        for b, (ids, _, req, until) in enumerate(chunk):
-            final_text = self._texts(gen[b : b + 1], until)[0]
+        for b, (ids, _, req, until) in enumerate(batch.chunk):
+            final_text = _cut(finals[b], until)
             response = final_text
-            if capture:
-                response = self._temporal(req, tasks[b], marked[b], until, out.trajectory[b], final_text)
-            self.cache_hook.add_partial("generate_until", req.args, response)
+            if batch.capture:
+                n = batch.steps_run[b]
+                if batch.rows is not None:
+                    texts, step_answers = list(batch.rows[b].texts), list(batch.rows[b].answers)
+                else:
+                    texts, step_answers = self._step_texts(batch.trajectory[b, :n], until), None
+                response = self._temporal(
+                    req, batch.tasks[b], batch.marked[b], until, texts, final_text, step_answers, batch.steps
+                )
             responses.append(response)
         return responses
 
-    def _temporal(self, req: Instance, task: str, marked: bool, until: list[str], traj: torch.Tensor, final_text: str) -> str:
+    # ------------------------------------------------------------------ early stop
+    def _early_stop(self, chunk: list[tuple], tasks: list[str], steps: int, rows: list[_RowSteps]) -> dict[str, Any]:
+        """``generate`` keyword arguments for the early-stop policy (none: no callback at all)."""
         o = self.opts
-        texts = self._step_texts(traj, until)
+        if o.early_stop == "none":
+            return {}
+        if o.early_stop == "confidence":
+            thresholds = o.stop_gap if len(o.stop_gap) == 3 else o.stop_gap * 3
+
+            def by_gap(step: int, x0: torch.Tensor, still: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+                # Prophet-style: stop once the mean top-1/top-2 logit gap over the row's
+                # still-masked positions clears the threshold of this stage of decoding.
+                thr = thresholds[min(2, (3 * step) // steps)]
+                n = still.sum(dim=1)
+                mean = torch.where(still, gap, 0.0).sum(dim=1) / n.clamp(min=1)
+                return (n > 0) & (mean >= thr)
+
+            return {"step_callback": by_gap, "callback_gap": True}
+        # stable: the running vote's winner has held for stop_window steps with stop_share.
+        weighting = o.vote if o.vote in temporal.WEIGHTINGS else "exp"
+        untils = [until for *_, until in chunk]
+        votes = []
+        for b in range(len(chunk)):
+            eq = None if o.cluster == "exact" else partial(answers.equivalent, task=tasks[b])
+            votes.append(temporal.RunningVote(steps, weighting, o.alpha, eq))
+            rows.append(_RowSteps())
+        done = [False] * len(chunk)
+
+        def by_vote(step: int, x0: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
+            x0 = x0.cpu()
+            stop = torch.zeros(len(chunk), dtype=torch.bool)
+            end, cut = self._cut_rows(x0)
+            ends = end.tolist()
+            live = [b for b in range(len(chunk)) if not done[b]]
+            fresh = [b for b in live if rows[b].last is None or not torch.equal(cut[b], rows[b].last)]
+            with self._tok_lock:
+                texts = self.tokenizer.batch_decode([x0[b, : ends[b]].tolist() for b in fresh], skip_special_tokens=True)
+            new = dict(zip(fresh, texts))
+            for b in live:
+                r = rows[b]
+                if b in new:
+                    text = _cut(new[b], untils[b])
+                    r.last = cut[b].clone()
+                    answer = answers.extract_answer(text, tasks[b])
+                else:
+                    text, answer = r.texts[-1], r.answers[-1]
+                r.texts.append(text)
+                r.answers.append(answer)
+                votes[b].add(answer)
+                v = votes[b]
+                if v.winner is not None and v.streak >= o.stop_window and v.share >= o.stop_share:
+                    stop[b] = done[b] = True
+            return stop
+
+        return {"step_callback": by_vote}
+
+    def _temporal(
+        self,
+        req: Instance,
+        task: str,
+        marked: bool,
+        until: list[str],
+        texts: list[str],
+        final_text: str,
+        step_answers: list[str | None] | None = None,
+        T: int | None = None,
+    ) -> str:
+        """Vote, TSE, trace and trajectory record of one row from its per-step texts.
+
+        ``texts`` (and ``step_answers`` when already parsed) cover the steps the row ran;
+        ``T`` is the schedule's step count (more than ``len(texts)`` when early stop ended the
+        row): weights are over the global step index of that schedule.
+        """
+        o = self.opts
         texts[-1] = final_text  # the last capture is the final output
-        step_answers = [answers.extract_answer(t, task) for t in texts]
+        if step_answers is None:
+            step_answers = [answers.extract_answer(t, task) for t in texts]
+        else:
+            step_answers[-1] = answers.extract_answer(final_text, task)
         eq = None if o.cluster == "exact" else partial(answers.equivalent, task=task)
-        T = len(step_answers)
+        n = len(step_answers)
+        T = T or n
+        weighting = o.vote if o.vote in temporal.WEIGHTINGS else "exp"
+        padded = step_answers + [None] * (T - n)  # steps never run cast no vote
         response = final_text
         vote = None
-        if o.vote != "none":
-            vote = temporal.vote(step_answers, weighting=o.vote, alpha=o.alpha, equivalent=eq)
-            if vote.answer is not None:
-                response = texts[vote.step]
+        if o.vote == "gated":
+            vote = temporal.gated_vote(
+                step_answers, window=o.gate_window, share=o.gate_share, alpha=o.alpha, equivalent=eq,
+                total_steps=T,
+            )
+        elif o.vote != "none":
+            vote = temporal.vote(padded, weighting=o.vote, alpha=o.alpha, equivalent=eq)
+        if vote is not None and vote.answer is not None:
+            response = texts[vote.step]
         tse = temporal.temporal_semantic_entropy(
             step_answers, weighting="exp", alpha=o.tse_alpha, skip_ratio=o.tse_skip, equivalent=eq
         )
@@ -304,10 +471,12 @@ class LLaDATemporalLM(LM):
             "answers": trace.run_length(step_answers),
             "final": step_answers[-1],
             "vote": vote.answer if vote else None,
-            "vote_step": vote.step if vote else T - 1,
+            "vote_step": vote.step if vote and vote.answer is not None else n - 1,
             "method": o.vote,
             "tse": tse,
         }
+        if o.early_stop != "none":
+            summary["steps_run"] = n
         if self._trajectory_file is not None:
             record = {
                 **summary,
@@ -315,10 +484,14 @@ class LLaDATemporalLM(LM):
                 "doc_id": req.doc_id,
                 "gold": json.loads(req.doc["gold"]) if marked and "gold" in req.doc else None,
                 "answers": step_answers,
-                "weights": temporal.step_weights(T, o.vote if o.vote != "none" else "fixed", o.alpha),
+                "weights": temporal.step_weights(T, weighting if o.vote != "none" else "fixed", o.alpha)[:n],
+                "steps_run": n,
                 "final_text": final_text,
                 "response": response,
             }
+            if o.vote == "gated":
+                record["gate_kept_final"] = vote.kept_final
+                record["gate_share"] = vote.gate_share
             if o.trajectory_text:
                 record["step_texts"] = texts
             self._trajectory_file.write(json.dumps(record, ensure_ascii=False) + "\n")

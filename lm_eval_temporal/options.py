@@ -10,7 +10,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 EMBEDDED = "embedded"  # `pretrained` value (and default) for the model shipped in the package
-VOTES = ("none", "fixed", "linear", "exp")
+VOTES = ("none", "fixed", "linear", "exp", "gated")
+EARLY_STOPS = ("none", "stable", "confidence")
 CLUSTERS = ("equivalence", "exact")
 ANSWER_TASKS = ("auto", "gsm8k", "svamp", "math500", "countdown", "generic")
 REMASKING = ("low_confidence", "random")
@@ -39,11 +40,18 @@ class BackendOptions:
     suppress_eos: bool = False
     vote: str = "exp"
     alpha: float = 5.0
+    gate_window: int = 8
+    gate_share: float = 0.9
+    early_stop: str = "none"
+    stop_window: int = 8
+    stop_share: float = 0.9
+    stop_gap: tuple[float, ...] = (8.0, 5.0, 3.0)
     cluster: str = "equivalence"
     answer_task: str = "auto"
     tse_alpha: float = 12.8
     tse_skip: float = 0.5
     batch_size: int = 1
+    overlap: bool = True
     seed: int = 1234
     trajectory_path: str | None = None
     trajectory_text: bool = False
@@ -100,6 +108,17 @@ def _choice(name: str, v: Any, choices: tuple[str, ...]) -> str:
     return s
 
 
+def _gap(name: str, v: Any) -> tuple[float, ...]:
+    """One threshold, or three (``8:5:3``) for the first, middle and last third of the steps."""
+    parts = list(v) if isinstance(v, (list, tuple)) else str(v).replace(" ", "").split(":")
+    if len(parts) not in (1, 3):
+        raise ValueError(
+            f"model argument {name}={v!r}: expected one number or three separated by ':' "
+            "(thresholds for the first, middle and last third of the steps, e.g. 8:5:3)"
+        )
+    return tuple(_float(name, p, lo=0.0) for p in parts)
+
+
 def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
     """Validate raw ``--model_args`` values (strings or already-typed) into BackendOptions."""
     unknown = sorted(set(kwargs) - set(_names()))
@@ -112,9 +131,9 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
     for name, v in kwargs.items():
         if v is None or (isinstance(v, str) and v.strip() == "" and name != "pretrained"):
             continue
-        if name in ("trust_remote_code", "suppress_eos", "trajectory_text"):
+        if name in ("trust_remote_code", "suppress_eos", "trajectory_text", "overlap"):
             out[name] = _bool(name, v)
-        elif name in ("gen_length", "steps", "block_length", "mc_num", "mc_batch_size"):
+        elif name in ("gen_length", "steps", "block_length", "mc_num", "mc_batch_size", "gate_window", "stop_window"):
             out[name] = _int(name, v, lo=1)
         elif name == "mask_id":
             out[name] = _int(name, v, lo=0)
@@ -134,6 +153,15 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
             if f >= 1.0:
                 raise ValueError(f"model argument tse_skip={v!r}: expected a number in [0, 1)")
             out[name] = f
+        elif name in ("gate_share", "stop_share"):
+            f = _float(name, v)
+            if not 0.0 < f <= 1.0:
+                raise ValueError(f"model argument {name}={v!r}: expected a number in (0, 1]")
+            out[name] = f
+        elif name == "stop_gap":
+            out[name] = _gap(name, v)
+        elif name == "early_stop":
+            out[name] = _choice(name, v, EARLY_STOPS)
         elif name == "vote":
             out[name] = _choice(name, v, VOTES)
         elif name == "cluster":

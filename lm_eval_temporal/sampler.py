@@ -213,6 +213,7 @@ def generate(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     capture: bool = False,
     step_callback: StepCallback | None = None,
+    callback_gap: bool = False,
 ) -> GenerationOutput:
     """Denoise ``gen_length`` tokens after each (left-padded) prompt; see the module docstring.
 
@@ -223,6 +224,9 @@ def generate(
     or a list with one per row. ``capture=True`` fills ``trajectory``; it never changes the
     tokens. ``step_callback(step, x0_gen [B, G], still_masked [B, G])`` runs after every step;
     rows for which it returns True commit their current ``x0`` and stop (None/False: no effect).
+    With ``callback_gap=True`` it is called with a fourth argument, ``gap`` [B, G] float32: the
+    top-1 minus top-2 logit of every generation position at this step (after the mask/EOS
+    logits are removed; equal to log(p1 / p2)), NaN in rows that already stopped.
     """
     cfg = SamplerConfig(gen_length, steps, block_length, temperature, cfg_scale, remasking, suppress_eos).validate()
     mask_id, eos = _check_inputs(model, input_ids, attention_mask, cfg, mask_id, eos_id, generator)
@@ -318,7 +322,17 @@ def generate(
                     traj[rows, step] = x0.to(torch.int32)
             if step_callback is None:
                 continue
-            stop = step_callback(step, x0_all, x[:, P:] == mask_id)
+            if callback_gap:
+                top2 = logits.topk(2, dim=-1).values.float()
+                gap_a = top2[..., 0] - top2[..., 1]
+                if rows is None:
+                    gap = gap_a
+                else:
+                    gap = torch.full((B, G), torch.nan, dtype=torch.float32, device=device)
+                    gap[rows] = gap_a
+                stop = step_callback(step, x0_all, x[:, P:] == mask_id, gap)
+            else:
+                stop = step_callback(step, x0_all, x[:, P:] == mask_id)
             if stop is None:
                 continue
             stop = torch.as_tensor(stop, device=device).bool() & active

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 __all__ = [
@@ -34,6 +34,9 @@ __all__ = [
     "step_weights",
     "cluster_answers",
     "vote",
+    "GatedVoteResult",
+    "gated_vote",
+    "RunningVote",
     "temporal_semantic_entropy",
     "sample_stats",
 ]
@@ -179,6 +182,142 @@ def vote(
         weight_share=best.share,
         clusters=ordered,
     )
+
+
+@dataclass
+class GatedVoteResult(VoteResult):
+    """Outcome of :func:`gated_vote`: a :class:`VoteResult` plus the gate's verdict.
+
+    ``kept_final``: True when the final answer passed the gate (then ``answer``/``step`` are the
+    final step's and ``weight_share`` is its cluster's share over the window), False when the
+    result is the fallback vote. ``gate_share``: the final answer's cluster share of the
+    window's weight (0.0 when the final step has no answer or nothing in the window parsed).
+    """
+
+    kept_final: bool = False
+    gate_share: float = 0.0
+
+
+def gated_vote(
+    answers: Sequence[str | None],
+    *,
+    window: int = 8,
+    share: float = 0.9,
+    weighting: str = "exp",
+    alpha: float = 5.0,
+    equivalent: Equivalence | None = None,
+    total_steps: int | None = None,
+) -> GatedVoteResult:
+    """Keep the final answer when the model has settled on it, vote otherwise.
+
+    The gate looks at the last ``window`` steps (all of them when ``window >= T``): if the final
+    answer's cluster holds at least ``share`` of those steps' weight (``weighting``/``alpha``
+    over the global step index, as in :func:`vote`; steps without an answer cast no weight),
+    the final answer is kept. Otherwise -- including when the final step parsed nothing --
+    the result is :func:`vote` with the same weighting. ``share <= 0`` always keeps the final
+    answer when it parsed; ``share > 1`` always votes.
+
+    ``total_steps``: the schedule's step count when ``answers`` covers only its first steps
+    (a row stopped early); weights are then those of ``step_weights(total_steps)`` and the
+    steps never run cast no vote. Default ``len(answers)``.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    if not math.isfinite(share):
+        raise ValueError(f"share must be finite, got {share!r}")
+    T = len(answers)
+    total = T if total_steps is None else total_steps
+    if total < T:
+        raise ValueError(f"total_steps={total_steps!r}: expected at least len(answers)={T}")
+    weights = step_weights(total, weighting, alpha)
+    clusters, labels = cluster_answers(answers, equivalent)
+    gate = 0.0
+    if T and labels[-1] is not None:
+        _weigh(clusters, weights, steps=set(range(max(0, T - window), T)))
+        final = clusters[labels[-1]]
+        gate = final.share
+        if gate >= share:
+            return GatedVoteResult(
+                answer=answers[-1],
+                step=T - 1,
+                cluster_steps=list(final.steps),
+                cluster_weights=[weights[s] for s in final.steps],
+                weight_share=gate,
+                clusters=sorted(clusters, key=lambda c: (c is not final, -c.weight, -c.last_step)),
+                kept_final=True,
+                gate_share=gate,
+            )
+    padded = list(answers) + [None] * (total - T)
+    v = vote(padded, weighting=weighting, alpha=alpha, equivalent=equivalent)
+    if v.answer is None and T:
+        v.step = T - 1  # nothing parsed: the final step, as vote() does without padding
+    return GatedVoteResult(**{f.name: getattr(v, f.name) for f in fields(VoteResult)}, kept_final=False, gate_share=gate)
+
+
+class RunningVote:
+    """The vote of :func:`vote` over a growing prefix of steps, updated one step at a time.
+
+    ``RunningVote(T, weighting, alpha, equivalent)``; ``add(answer)`` appends the next step
+    (global index = number of steps added so far, weighted over the full schedule of ``T``
+    steps) and returns ``(winner, share)``: the representative answer of the current winning
+    cluster (None while nothing parsed) and its share of the weight so far. ``streak`` counts
+    the consecutive steps, ending with the latest, at which the same cluster was the winner
+    (0 while nothing parsed). After ``add`` for steps ``0..s`` the winner is the cluster
+    ``vote(answers[:s + 1])`` picks, weights ``step_weights(T)[:s + 1]``, same tie-break.
+    """
+
+    def __init__(self, T: int, weighting: str = "exp", alpha: float = 5.0, equivalent: Equivalence | None = None):
+        self.weights = step_weights(T, weighting, alpha)
+        self.equivalent = equivalent
+        self.step = 0
+        self.streak = 0
+        self.winner: int | None = None
+        self.share = 0.0
+        self._reps: list[str] = []
+        self._weight: list[float] = []
+        self._last: list[int] = []
+        self._of: dict[str, int] = {}
+        self._total = 0.0
+
+    def _cluster(self, a: str) -> int:
+        k = self._of.get(a)
+        if k is None:
+            if self.equivalent is not None:
+                k = next((i for i, r in enumerate(self._reps) if self.equivalent(r, a)), None)
+            if k is None:
+                self._reps.append(a)
+                self._weight.append(0.0)
+                self._last.append(-1)
+                k = len(self._reps) - 1
+            self._of[a] = k
+        return k
+
+    def add(self, answer: str | None) -> tuple[str | None, float]:
+        s = self.step
+        if s >= len(self.weights):
+            raise ValueError(f"RunningVote: more than T={len(self.weights)} steps added")
+        self.step += 1
+        if answer is not None:
+            k = self._cluster(answer)
+            self._weight[k] += self.weights[s]
+            self._last[k] = s
+            self._total += self.weights[s]
+            best = None
+            for i, w in enumerate(self._weight):
+                if best is None:
+                    best = i
+                    continue
+                tie = math.isclose(w, self._weight[best], rel_tol=_TIE_REL, abs_tol=0.0)
+                if (not tie and w > self._weight[best]) or (tie and self._last[i] > self._last[best]):
+                    best = i
+            self.streak = self.streak + 1 if best == self.winner else 1
+            self.winner = best
+        elif self.winner is not None:
+            self.streak += 1
+        if self.winner is None:
+            return None, 0.0
+        self.share = self._weight[self.winner] / self._total if self._total > 0 else 0.0
+        return self._reps[self.winner], self.share
 
 
 def temporal_semantic_entropy(

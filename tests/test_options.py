@@ -47,3 +47,35 @@ def test_bad_arguments_are_named(kwargs, fragment):
 def test_unknown_argument_lists_accepted_ones():
     with pytest.raises(ValueError, match="Accepted: pretrained, revision, dtype"):
         parse_options({"foo": 1})
+
+
+def test_early_stop_and_gated_vote_options():
+    o = parse_options({})
+    assert (o.early_stop, o.stop_window, o.stop_share, o.stop_gap, o.overlap) == ("none", 8, 0.9, (8.0, 5.0, 3.0), True)
+    assert (o.gate_window, o.gate_share) == (8, 0.9)
+    o = parse_options({"early_stop": "stable", "stop_window": "4", "stop_share": "0.75", "vote": "gated",
+                       "gate_window": "6", "gate_share": "1", "overlap": "false"})
+    assert (o.early_stop, o.stop_window, o.stop_share, o.vote, o.gate_window, o.gate_share, o.overlap) == (
+        "stable", 4, 0.75, "gated", 6, 1.0, False)
+    assert parse_options({"early_stop": "confidence", "stop_gap": "6"}).stop_gap == (6.0,)
+    assert parse_options({"stop_gap": "7.5:5: 2.5"}).stop_gap == (7.5, 5.0, 2.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"early_stop": "stable:k=8"}, "early_stop='stable:k=8': expected one of none, stable, confidence"),
+        ({"stop_window": "0"}, "stop_window='0': expected an integer >= 1"),
+        ({"stop_share": "0"}, "stop_share='0': expected a number in (0, 1]"),
+        ({"stop_share": "1.5"}, "stop_share='1.5': expected a number in (0, 1]"),
+        ({"gate_share": "-0.1"}, "gate_share='-0.1': expected a number in (0, 1]"),
+        ({"gate_window": "x"}, "gate_window='x': expected an integer"),
+        ({"stop_gap": "8:5"}, "stop_gap='8:5': expected one number or three"),
+        ({"stop_gap": "-1"}, "stop_gap='-1': expected a number >= 0.0"),
+        ({"vote": "majority"}, "expected one of none, fixed, linear, exp, gated"),
+    ],
+)
+def test_early_stop_arguments_are_named(kwargs, fragment):
+    with pytest.raises(ValueError, match=None) as e:
+        parse_options(kwargs)
+    assert fragment in str(e.value)

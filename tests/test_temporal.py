@@ -163,3 +163,89 @@ def test_results_are_json_serialisable():
     assert d["answer"] == "2" and d["clusters"][0]["steps"] == [2, 3]
     s = sample_stats(["1", None, "2", "2"], gold_match=lambda a: a == "2")
     assert json.loads(json.dumps(s.to_dict()))["ever_pass"] is True
+
+
+# ---------------------------------------------------------------- gated vote, running vote
+def test_gated_vote_keeps_a_settled_final_answer():
+    # T = 5, exp alpha 5: w_s = e^s. Final "B" holds steps 3, 4.
+    seq = ["A", "A", "A", "B", "B"]
+    # Window 2 = steps 3, 4: B holds all of it -> kept.
+    r = temporal.gated_vote(seq, window=2, share=0.9)
+    assert (r.answer, r.step, r.kept_final, r.gate_share) == ("B", 4, True, 1.0)
+    assert r.cluster_steps == [3, 4] and r.cluster_weights == pytest.approx([E**3, E**4])
+    # Window 3 = steps 2, 3, 4: B = e^3 + e^4 = 74.68, A = e^2 = 7.39 -> share 0.90997.
+    r = temporal.gated_vote(seq, window=3, share=0.9)
+    assert r.kept_final and r.gate_share == pytest.approx((E**3 + E**4) / (E**2 + E**3 + E**4))
+    # share 0.95 fails the gate -> the exp vote, which also picks B here.
+    r = temporal.gated_vote(seq, window=3, share=0.95)
+    assert not r.kept_final and r.answer == "B" and r.gate_share == pytest.approx(0.90997, abs=1e-5)
+
+
+def test_gated_vote_falls_back_to_the_vote_when_unsettled():
+    # Final "C" at step 4 only; window 3 = steps 2..4: A e^2, B e^3, C e^4 -> C share 0.665 < 0.9.
+    seq = ["A", "B", "B", "B", "C"]
+    r = temporal.gated_vote(seq, window=3, share=0.9, weighting="fixed")
+    # fixed weights over the window: C = 1/3; fallback fixed vote: B (3 steps) wins.
+    assert (r.kept_final, r.answer, r.step) == (False, "B", 3)
+    assert r.gate_share == pytest.approx(1 / 3)
+    assert r.to_dict()["answer"] == vote(seq, weighting="fixed").answer
+    # Final step unparsed: never kept; the exp vote decides (A = 1, B = e + e^2 + e^3).
+    r = temporal.gated_vote(["A", "B", "B", "B", None], window=2, share=0.5)
+    assert (r.kept_final, r.answer, r.gate_share) == (False, "B", 0.0)
+    # Equivalent answers share a cluster: "5" and "5.0" over the window.
+    eq = partial(answers.equivalent, task="gsm8k")
+    r = temporal.gated_vote(["7", "7", "7", "5", "5.0"], window=2, share=1.0, weighting="fixed", equivalent=eq)
+    assert r.kept_final and r.answer == "5.0"
+    assert temporal.gated_vote(["7", "7", "7", "5", "5.0"], window=2, share=1.0, weighting="fixed").answer == "7"
+
+
+def test_gated_vote_edge_cases():
+    assert temporal.gated_vote([], window=3).answer is None
+    r = temporal.gated_vote([None, None], window=3)
+    assert (r.answer, r.step, r.kept_final) == (None, 1, False)
+    # A window longer than the trajectory covers all of it.
+    assert temporal.gated_vote(["A", "B"], window=10, share=0.5, weighting="fixed").kept_final
+    # total_steps: steps never run cast no vote but set the weights (T = 10, alpha 5: w = e^(s/2)).
+    r = temporal.gated_vote(["A", "B", "B", "A"], window=2, share=0.9, total_steps=10)
+    assert not r.kept_final and r.gate_share == pytest.approx(E**1.5 / (E**1 + E**1.5))
+    assert r.answer == vote(["A", "B", "B", "A"] + [None] * 6).answer
+    with pytest.raises(ValueError):
+        temporal.gated_vote(["A"], window=0)
+    with pytest.raises(ValueError):
+        temporal.gated_vote(["A", "B"], total_steps=1)
+
+
+def test_running_vote_matches_the_vote_on_every_prefix():
+    import random
+
+    rng = random.Random(0)
+    eq = partial(answers.equivalent, task="gsm8k")
+    for trial in range(60):
+        T = rng.randint(1, 30)
+        seq = [rng.choice([None, "1", "2", "2.0", "3"]) for _ in range(T)]
+        weighting = rng.choice(["fixed", "linear", "exp"])
+        run = temporal.RunningVote(T, weighting, 5.0, eq)
+        streak, prev = 0, None
+        for s in range(T):
+            winner, share = run.add(seq[s])
+            padded = seq[: s + 1] + [None] * (T - s - 1)
+            ref = vote(padded, weighting=weighting, equivalent=eq)
+            if ref.clusters:
+                assert eq(winner, ref.answer) and share == pytest.approx(ref.weight_share)
+                streak = streak + 1 if prev is not None and eq(prev, ref.answer) else 1
+                prev = ref.answer
+            else:
+                assert (winner, share) == (None, 0.0)
+            assert run.streak == streak
+    with pytest.raises(ValueError):
+        run.add("1")  # past T
+
+
+def test_running_vote_streak_by_hand():
+    run = temporal.RunningVote(6, "fixed")
+    assert run.add(None) == (None, 0.0) and run.streak == 0
+    assert run.add("A") == ("A", 1.0) and run.streak == 1
+    assert run.add(None) == ("A", 1.0) and run.streak == 2  # the winner held through the gap
+    assert run.add("B") == ("B", 0.5) and run.streak == 1  # tie: the later cluster wins
+    assert run.add("A") == ("A", 2 / 3) and run.streak == 1
+    assert run.add("A") == ("A", 0.75) and run.streak == 2
