@@ -1,20 +1,22 @@
 """Batched generate_until vs one request at a time (what LLaDA's official lm-eval
 integration does), same requests, outputs checked identical, measured in one run.
 
-    python benchmarks/batching.py [--task arith_chain --limit 64]
+    python benchmarks/batching.py [--task arith_chain --limit 64 --threads 2]
 
-Reports batch sizes 1/4/8/16; the last line is ``speedup_batch8=S`` (time at batch 1 /
-time at batch 8).
+Every batch size runs with the same torch thread setting (``--threads``; default torch's).
+
+Reports batch sizes 1/4/8/16 (median over ``--repeats`` interleaved runs); the last line is
+``speedup_batch8=S`` (time at batch 1 / time at batch 8).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import statistics
 import time
 
-import torch
-
-from _requests import task_requests  # noqa: E402  (run as a script)
+from _requests import QUICK_GEN, model_args, set_threads, task_requests  # noqa: E402  (run as a script)
 
 
 def main() -> None:
@@ -22,29 +24,35 @@ def main() -> None:
     p.add_argument("--task", default="arith_chain")
     p.add_argument("--limit", type=int, default=64)
     p.add_argument("--sizes", default="1,4,8,16")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats; medians are reported")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--model_args", default="", help="extra llada_temporal model args, k=v,k=v")
-    p.add_argument("--quick", action="store_true", help="tiny run for the test suite")
+    p.add_argument("--quick", action="store_true", help="tiny run for the test suite (short generations)")
     a = p.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     if a.quick:
-        a.limit, sizes = 8, [1, 8]
+        a.limit, sizes, a.repeats = 8, [1, 8], 1
     if 1 not in sizes or 8 not in sizes:
         p.error("--sizes must include 1 and 8")
-    from lm_eval.utils import simple_parse_args_string
-
+    threads = set_threads(a.threads)
     from lm_eval_temporal.backend import LLaDATemporalLM
 
-    extra = simple_parse_args_string(a.model_args) if a.model_args else {}
+    extra = model_args(a.model_args)
+    if a.quick:
+        extra = {**QUICK_GEN, **extra}
     lm = LLaDATemporalLM(**extra)
     reqs = task_requests(a.task, a.limit)
     lm.generate_until(reqs[:2], disable_tqdm=True)  # warm-up
-    outputs, times = {}, {}
-    for bs in sizes:
-        lm.opts = lm.opts.__class__(**{**lm.opts.__dict__, "batch_size": bs})
-        t = time.perf_counter()
-        outputs[bs] = lm.generate_until(reqs, disable_tqdm=True)
-        times[bs] = time.perf_counter() - t
-    print(f"task={a.task} requests={len(reqs)} threads={torch.get_num_threads()}")
+    outputs, runs = {}, {bs: [] for bs in sizes}
+    for r in range(a.repeats):
+        # Rotate the order of the sizes between repeats, so drift in machine load is shared.
+        for bs in sizes[r % len(sizes):] + sizes[: r % len(sizes)]:
+            lm.opts = dataclasses.replace(lm.opts, batch_size=bs)
+            t = time.perf_counter()
+            outputs[bs] = lm.generate_until(reqs, disable_tqdm=True)
+            runs[bs].append(time.perf_counter() - t)
+    times = {bs: statistics.median(v) for bs, v in runs.items()}
+    print(f"task={a.task} requests={len(reqs)} threads={threads} repeats={a.repeats} device={lm.lm.device}")
     for bs in sizes:
         same = outputs[bs] == outputs[1]
         print(f"batch_size={bs:<3d} {times[bs]:8.3f}s  {len(reqs) / times[bs]:7.2f} req/s  speedup {times[1] / times[bs]:5.2f}x  identical_to_bs1={same}")

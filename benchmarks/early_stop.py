@@ -1,0 +1,108 @@
+"""Early stop: forward passes saved vs accuracy, through the lm-eval backend, in one run.
+
+Runs generate_until on every document of a task (default arith_chain, all 300 evaluation
+problems, embedded model) once without early stop and once per policy setting:
+
+- ``stable:K:SHARE``: stop a row once its running vote winner (the backend's vote weights over
+  the global step index) has held for K consecutive steps with at least SHARE of the weight so
+  far (``early_stop=stable,stop_window=K,stop_share=SHARE``);
+- ``confidence:GAP``: the Prophet-style baseline (arXiv 2508.19982): stop a row once the mean
+  top-1/top-2 logit gap over its still-masked positions reaches GAP, one number or three for
+  the first/middle/last third of the steps, e.g. ``8:5:3`` (``early_stop=confidence,stop_gap=GAP``).
+
+A stopped row commits its current prediction for every masked position. Reported per
+setting: forward passes per sample (the row's denoising steps; a batch runs only its active
+rows), the saving against the full schedule, accuracy of the returned answer (exact_match:
+the vote over the steps run; also final_pass) and its change, and wall time.
+
+    python benchmarks/early_stop.py [--task arith_chain] [--limit N] [--threads 2] \\
+        [--stable 4:0.9,8:0.9,8:0.8] [--confidence 8:5:3,5:3:2] [--model_args k=v,...]
+
+On a real benchmark (LLaDA-8B, GPU): ``--task gsm8k_temporal --model_args
+pretrained=GSAI-ML/LLaDA-8B-Instruct,gen_length=256,steps=128,block_length=32 --limit 200``
+(the chat template is not applied here; use ``lm_eval ... --model_args ...,early_stop=stable``
+for the paper protocol and compare the logged ``steps_run``).
+
+The last line is ``early_stop_best=SETTING saved=S% delta=D`` (the setting with the largest
+saving whose exact_match loss is at most 0.5 points; ``none`` if there is none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from _requests import QUICK_GEN, model_args, score, set_threads, task_requests  # noqa: E402  (run as a script)
+
+from lm_eval_temporal import trace
+
+
+def settings(stable: str, confidence: str) -> list[tuple[str, dict]]:
+    out = []
+    for spec in filter(None, stable.split(",")):
+        k, share = spec.split(":")
+        out.append((f"stable k={k} share={share}", {"early_stop": "stable", "stop_window": k, "stop_share": share}))
+    for spec in filter(None, confidence.split(",")):
+        out.append((f"confidence gap={spec}", {"early_stop": "confidence", "stop_gap": spec}))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="arith_chain")
+    p.add_argument("--limit", type=int, default=None, help="first N documents (default: all)")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--stable", default="4:0.9,6:0.9,8:0.9,8:0.8,12:0.9", help="K:SHARE,...")
+    p.add_argument("--confidence", default="8:5:3,5:3:2,3,2", help="GAP or HIGH:MID:LOW, ...")
+    p.add_argument("--model_args", default="", help="extra llada_temporal model args, k=v,k=v")
+    p.add_argument("--quick", action="store_true", help="tiny run for the test suite (short generations)")
+    a = p.parse_args()
+    extra = model_args(a.model_args)
+    if a.quick:
+        a.limit, a.batch_size, a.stable, a.confidence = 4, 4, "2:0.9", "3"
+        extra = {**QUICK_GEN, **extra}
+    threads = set_threads(a.threads)
+    from lm_eval_temporal.backend import LLaDATemporalLM
+
+    reqs = task_requests(a.task, a.limit)
+    base = LLaDATemporalLM(batch_size=a.batch_size, **extra)
+    base.generate_until(reqs[: min(len(reqs), a.batch_size)], disable_tqdm=True)  # warm-up
+    rows = []
+    for name, kw in [("none (full schedule)", {})] + settings(a.stable, a.confidence):
+        lm = LLaDATemporalLM(batch_size=a.batch_size, **{**extra, **kw})
+        lm.lm = base.lm  # one copy of the weights
+        t = time.perf_counter()
+        responses = lm.generate_until(reqs, disable_tqdm=True)
+        wall = time.perf_counter() - t
+        metrics = score(reqs, responses)
+        summaries = [trace.split(r)[1] for r in responses]
+        steps = [s.get("steps_run", s["steps"]) for s in summaries]
+        T = statistics.mean(s["steps"] for s in summaries)
+        rows.append({
+            "name": name,
+            "passes": statistics.mean(steps),
+            "saved": 1 - statistics.mean(steps) / T,
+            "em": 100 * statistics.mean(m["exact_match"] for m in metrics),
+            "final": 100 * statistics.mean(m["final_pass"] for m in metrics),
+            "wall": wall,
+        })
+    ref = rows[0]
+    print(f"task={a.task} docs={len(reqs)} batch_size={a.batch_size} threads={threads} "
+          f"steps={ref['passes']:.0f} vote={base.opts.vote} model={base.lm.name}")
+    print("| policy | forward passes / sample | saved | exact_match (vote) | Δ | final_pass | Δ | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['name']} | {r['passes']:.1f} | {r['saved']:.1%} | {r['em']:.2f} | {r['em'] - ref['em']:+.2f} "
+              f"| {r['final']:.2f} | {r['final'] - ref['final']:+.2f} | {r['wall']:.1f} |")
+    ok = [r for r in rows[1:] if r["em"] - ref["em"] >= -0.5]
+    best = max(ok, key=lambda r: r["saved"], default=None)
+    if best is None:
+        print("early_stop_best=none saved=0.0% delta=+0.00")
+    else:
+        print(f"early_stop_best={best['name'].replace(' ', ',')} saved={best['saved']:.1%} delta={best['em'] - ref['em']:+.2f}")
+
+
+if __name__ == "__main__":
+    main()
