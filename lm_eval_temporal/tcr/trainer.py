@@ -475,11 +475,13 @@ class TCRTrainer:
                          if k not in _RESUME_FREE and getattr(self.cfg, k, v) != v)
         if changed:
             log.warning("resuming %s with changed settings: %s", path, ", ".join(changed))
-        weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(acc.device))
+        # Loaded on the CPU: load_state_dict / Optimizer.load_state_dict copy onto each
+        # parameter's device (and safetensors rejects names such as "cpu:0").
+        weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
         result = set_peft_model_state_dict(self.policy, weights)
         if getattr(result, "unexpected_keys", None):
             raise RuntimeError(f"checkpoint adapter does not fit this model: unexpected keys {result.unexpected_keys[:5]}")
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=acc.device, weights_only=False))
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         _set_rng_state(torch.load(path / f"rng_state_{acc.process_index}.pt", weights_only=False))
         self.step = int(state["step"])
