@@ -8,8 +8,10 @@ written down and reused by the next step, and ends with a GSM8K-style answer lin
     target    "12+35=47;47-7=40;#### 40"
     answer    "40"
 
-Levels (number of operations): 1 = ``a+b``, 2 = ``a+b-c``, 3 = ``a+b-c+d``. Operands are
-1..99 and a subtraction never makes the running value negative.
+Levels (number of operations): 1 = ``a+b``, 2 = ``a+b-c``, 3 = ``a+b-c+d``. The first
+operand is 1..40, every further operand 1..9, and each operation is chosen (at random among
+those allowed) so that the running value stays within 0..40: the worked solution fits in
+32 tokens.
 
 Evaluation / training split, disjoint by construction: a problem is an *evaluation*
 problem iff ``split_of(question) == "eval"``, a hash of the canonical question string
@@ -40,11 +42,12 @@ __all__ = [
 
 LEVELS = (1, 2, 3)
 # Mix of levels in the evaluation documents and (by default) in training.
-EVAL_WEIGHTS = {1: 0.25, 2: 0.35, 3: 0.40}
+EVAL_WEIGHTS = {1: 0.15, 2: 0.35, 3: 0.50}
 # One bucket in EVAL_BUCKETS (of the hash's value modulo EVAL_BUCKETS) is reserved for evaluation.
-EVAL_BUCKETS = 16
-_SALT = "lm_eval_temporal.arith_chain.v1:"
-MAX_OPERAND = 99
+EVAL_BUCKETS = 8
+_SALT = "lm_eval_temporal.arith_chain.v3:"
+MAX_VALUE = 40  # first operand and every running value lie in 0..MAX_VALUE
+MAX_STEP_OPERAND = 9
 
 
 def prompt_text(question: str) -> str:
@@ -88,18 +91,14 @@ def make_problem(rng: random.Random, level: int) -> dict:
     """One problem of ``level`` operations drawn from ``rng`` (either split)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level}")
-    value = rng.randint(1, MAX_OPERAND)
+    value = rng.randint(1, MAX_VALUE)
     question = str(value)
     for _ in range(level):
-        # Subtract only what keeps the running value non-negative.
-        if value >= 1 and rng.random() < 0.5:
-            b = rng.randint(1, min(value, MAX_OPERAND))
-            value -= b
-            question += f"-{b}"
-        else:
-            b = rng.randint(1, MAX_OPERAND)
-            value += b
-            question += f"+{b}"
+        b = rng.randint(1, MAX_STEP_OPERAND)
+        ops = [op for op, ok in (("+", value + b <= MAX_VALUE), ("-", value - b >= 0)) if ok]
+        op = ops[0] if len(ops) == 1 else rng.choice(ops)
+        value = value + b if op == "+" else value - b
+        question += f"{op}{b}"
     target, answer = solve(question)
     assert answer == value
     return {"question": question, "answer": str(answer), "target": target, "level": level}
@@ -143,10 +142,12 @@ def eval_docs(n: int = 300, seed: int = 1234, weights: dict[int, float] | None =
     seen: set[str] = set()
     docs = []
     for level in levels:
-        while True:
+        for _ in range(100_000):
             p = make_problem(rng, level)
             if is_eval_question(p["question"]) and p["question"] not in seen:
                 break
+        else:
+            raise ValueError(f"not enough distinct level-{level} evaluation problems for n={n}")
         seen.add(p["question"])
         docs.append(p)
     return docs

@@ -105,7 +105,7 @@ def train(
     lr: float = 2e-3,
     warmup: int = 100,
     weight_decay: float = 0.01,
-    gen_length: int = 48,
+    gen_length: int = 32,
     d_model: int = 192,
     n_layers: int = 4,
     n_heads: int = 6,
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight_decay", type=float, default=0.01)
-    ap.add_argument("--gen_length", type=int, default=48)
+    ap.add_argument("--gen_length", type=int, default=32)
     ap.add_argument("--d_model", type=int, default=192)
     ap.add_argument("--n_layers", type=int, default=4)
     ap.add_argument("--n_heads", type=int, default=6)
