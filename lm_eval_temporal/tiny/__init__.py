@@ -20,4 +20,4 @@ __all__ = ["EMBEDDED_DIR", "DEFAULT_GEN"]
 
 EMBEDDED_DIR: Path = Path(__file__).resolve().parent / "checkpoint"
 
-DEFAULT_GEN: dict[str, int] = dict(gen_length=48, steps=48, block_length=16)
+DEFAULT_GEN: dict[str, int] = dict(gen_length=32, steps=32, block_length=8)
