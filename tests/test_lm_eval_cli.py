@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 LM_EVAL = os.path.join(os.path.dirname(sys.executable), "lm_eval")
 TASKS = ["gsm8k_temporal", "svamp", "math500", "countdown"]
 METRICS = ["exact_match", "final_pass", "ever_pass", "tse"]
-DATA = os.environ.get("LM_EVAL_TEMPORAL_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+# Absolute: the lm_eval subprocesses run in a temporary folder.
+DATA = os.path.abspath(os.environ.get("LM_EVAL_TEMPORAL_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
