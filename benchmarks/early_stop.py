@@ -3,12 +3,14 @@
 Runs generate_until on every document of a task (default arith_chain, all 300 evaluation
 problems, embedded model) once without early stop and once per policy setting:
 
-- ``stable:K:SHARE``: stop a row once its running vote winner (the backend's vote weights over
-  the global step index) has held for K consecutive steps with at least SHARE of the weight so
-  far (``early_stop=stable,stop_window=K,stop_share=SHARE``);
-- ``confidence:GAP``: the Prophet-style baseline (arXiv 2508.19982): stop a row once the mean
-  top-1/top-2 logit gap over its still-masked positions reaches GAP, one number or three for
-  the first/middle/last third of the steps, e.g. ``8:5:3`` (``early_stop=confidence,stop_gap=GAP``).
+- ``--stable K:SHARE[:MIN]``: stop a row once its running vote winner (the backend's vote
+  weights over the global step index) has held for K consecutive steps with at least SHARE of
+  the weight so far, never before step MIN * steps
+  (``early_stop=stable,stop_window=K,stop_share=SHARE,stop_min=MIN``);
+- ``--confidence GAP[@MIN]``: the Prophet-style baseline (arXiv 2508.19982): stop a row once
+  the mean top-1/top-2 logit gap over its still-masked positions reaches GAP, one number or
+  three for the first/middle/last third of the steps, e.g. ``8:5:3``
+  (``early_stop=confidence,stop_gap=GAP,stop_min=MIN``).
 
 A stopped row commits its current prediction for every masked position. Reported per
 setting: forward passes per sample (the row's denoising steps; a batch runs only its active
@@ -16,7 +18,7 @@ rows), the saving against the full schedule, accuracy of the returned answer (ex
 the vote over the steps run; also final_pass) and its change, and wall time.
 
     python benchmarks/early_stop.py [--task arith_chain] [--limit N] [--threads 2] \\
-        [--stable 4:0.9,8:0.9,8:0.8] [--confidence 8:5:3,5:3:2] [--model_args k=v,...]
+        [--stable 4:0.9,8:0.9,4:0.8:0.5] [--confidence 8:5:3,12,12@0.5] [--model_args k=v,...]
 
 On a real benchmark (LLaDA-8B, GPU): ``--task gsm8k_temporal --model_args
 pretrained=GSAI-ML/LLaDA-8B-Instruct,gen_length=256,steps=128,block_length=32 --limit 200``
@@ -41,10 +43,13 @@ from lm_eval_temporal import trace
 def settings(stable: str, confidence: str) -> list[tuple[str, dict]]:
     out = []
     for spec in filter(None, stable.split(",")):
-        k, share = spec.split(":")
-        out.append((f"stable k={k} share={share}", {"early_stop": "stable", "stop_window": k, "stop_share": share}))
+        k, share, *first = spec.split(":")
+        name = f"stable k={k} share={share}" + (f" min={first[0]}" if first else "")
+        out.append((name, {"early_stop": "stable", "stop_window": k, "stop_share": share, "stop_min": (first or ["0"])[0]}))
     for spec in filter(None, confidence.split(",")):
-        out.append((f"confidence gap={spec}", {"early_stop": "confidence", "stop_gap": spec}))
+        gap, _, first = spec.partition("@")
+        name = f"confidence gap={gap}" + (f" min={first}" if first else "")
+        out.append((name, {"early_stop": "confidence", "stop_gap": gap, "stop_min": first or "0"}))
     return out
 
 
@@ -54,8 +59,10 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="first N documents (default: all)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--stable", default="4:0.9,6:0.9,8:0.9,8:0.8,12:0.9", help="K:SHARE,...")
-    p.add_argument("--confidence", default="8:5:3,5:3:2,3,2", help="GAP or HIGH:MID:LOW, ...")
+    p.add_argument("--stable", default="2:0.9,4:0.9,8:0.9,8:0.8,12:0.9,4:0.8:0.5,4:0.9:0.5",
+                   help="K:SHARE[:MIN],...")
+    p.add_argument("--confidence", default="8:5:3,10,11,12,13:11:9,12@0.5",
+                   help="GAP[@MIN] or HIGH:MID:LOW[@MIN], ...")
     p.add_argument("--model_args", default="", help="extra llada_temporal model args, k=v,k=v")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite (short generations)")
     a = p.parse_args()

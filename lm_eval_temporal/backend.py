@@ -372,12 +372,15 @@ class LLaDATemporalLM(LM):
         o = self.opts
         if o.early_stop == "none":
             return {}
+        first = int(o.stop_min * steps)  # no row stops before this step
         if o.early_stop == "confidence":
             thresholds = o.stop_gap if len(o.stop_gap) == 3 else o.stop_gap * 3
 
             def by_gap(step: int, x0: torch.Tensor, still: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
                 # Prophet-style: stop once the mean top-1/top-2 logit gap over the row's
                 # still-masked positions clears the threshold of this stage of decoding.
+                if step < first:
+                    return None
                 thr = thresholds[min(2, (3 * step) // steps)]
                 n = still.sum(dim=1)
                 mean = torch.where(still, gap, 0.0).sum(dim=1) / n.clamp(min=1)
@@ -416,7 +419,7 @@ class LLaDATemporalLM(LM):
                 r.answers.append(answer)
                 votes[b].add(answer)
                 v = votes[b]
-                if v.winner is not None and v.streak >= o.stop_window and v.share >= o.stop_share:
+                if step >= first and v.winner is not None and v.streak >= o.stop_window and v.share >= o.stop_share:
                     stop[b] = done[b] = True
             return stop
 

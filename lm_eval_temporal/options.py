@@ -46,6 +46,7 @@ class BackendOptions:
     stop_window: int = 8
     stop_share: float = 0.9
     stop_gap: tuple[float, ...] = (8.0, 5.0, 3.0)
+    stop_min: float = 0.0
     cluster: str = "equivalence"
     answer_task: str = "auto"
     tse_alpha: float = 12.8
@@ -157,6 +158,11 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
             f = _float(name, v)
             if not 0.0 < f <= 1.0:
                 raise ValueError(f"model argument {name}={v!r}: expected a number in (0, 1]")
+            out[name] = f
+        elif name == "stop_min":
+            f = _float(name, v, lo=0.0)
+            if f >= 1.0:
+                raise ValueError(f"model argument stop_min={v!r}: expected a number in [0, 1)")
             out[name] = f
         elif name == "stop_gap":
             out[name] = _gap(name, v)

@@ -217,6 +217,13 @@ def gated_vote(
     the result is :func:`vote` with the same weighting. ``share <= 0`` always keeps the final
     answer when it parsed; ``share > 1`` always votes.
 
+    When ``share`` times the window's part of the total weight exceeds 1/2 (exp weights:
+    ``share * (1 - exp(-alpha*window/T)) / (1 - exp(-alpha)) > 1/2``), a final answer that
+    passes the gate holds over half of all the weight, so the plain vote picks it as well and
+    the gated vote equals :func:`vote`. The gate only changes results with a window short
+    relative to ``T`` (e.g. T = 48, alpha 5: window 8 and share 0.9 is exactly the exp vote;
+    T = 128: window 8 is not).
+
     ``total_steps``: the schedule's step count when ``answers`` covers only its first steps
     (a row stopped early); weights are then those of ``step_weights(total_steps)`` and the
     steps never run cast no vote. Default ``len(answers)``.

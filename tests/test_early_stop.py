@@ -206,3 +206,13 @@ def test_step_texts_equal_decoding_every_step(tiny_dir):
             naive.append(text)
         assert lm._step_texts(traj, stops) == naive
         assert lm._texts(traj, stops) == naive
+
+
+def test_stop_min_holds_every_row_until_its_step(tiny_dir, tmp_path):
+    # stop_min 0.5 of 8 steps: no stop before step 4 (5 forward passes at least).
+    lm, _ = make_lm(tiny_dir, tmp_path, early_stop="stable", stop_window=3, stop_min=0.5)
+    lm.generate_until(REQS, disable_tqdm=True)
+    assert {k: r["steps_run"] for k, r in records(lm).items()} == {"A": 5, "B": STEPS, "C": 7}
+    lm, _ = make_lm(tiny_dir, tmp_path, early_stop="confidence", stop_gap=4, stop_min=0.5)
+    lm.generate_until(REQS, disable_tqdm=True)
+    assert {k: r["steps_run"] for k, r in records(lm).items()} == {"A": 5, "B": 5, "C": STEPS}

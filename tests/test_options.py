@@ -59,6 +59,7 @@ def test_early_stop_and_gated_vote_options():
         "stable", 4, 0.75, "gated", 6, 1.0, False)
     assert parse_options({"early_stop": "confidence", "stop_gap": "6"}).stop_gap == (6.0,)
     assert parse_options({"stop_gap": "7.5:5: 2.5"}).stop_gap == (7.5, 5.0, 2.5)
+    assert parse_options({}).stop_min == 0.0 and parse_options({"stop_min": "0.5"}).stop_min == 0.5
 
 
 @pytest.mark.parametrize(
@@ -72,6 +73,7 @@ def test_early_stop_and_gated_vote_options():
         ({"gate_window": "x"}, "gate_window='x': expected an integer"),
         ({"stop_gap": "8:5"}, "stop_gap='8:5': expected one number or three"),
         ({"stop_gap": "-1"}, "stop_gap='-1': expected a number >= 0.0"),
+        ({"stop_min": "1"}, "stop_min='1': expected a number in [0, 1)"),
         ({"vote": "majority"}, "expected one of none, fixed, linear, exp, gated"),
     ],
 )

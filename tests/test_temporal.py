@@ -249,3 +249,21 @@ def test_running_vote_streak_by_hand():
     assert run.add("B") == ("B", 0.5) and run.streak == 1  # tie: the later cluster wins
     assert run.add("A") == ("A", 2 / 3) and run.streak == 1
     assert run.add("A") == ("A", 0.75) and run.streak == 2
+
+
+def test_gated_vote_equals_the_exp_vote_when_the_window_holds_most_of_the_weight():
+    """If q * (window's share of the total exp weight) > 1/2, a final answer that passes the gate
+    holds over half of all the weight, so the exp vote picks it too: gated == exp. With T = 48
+    and alpha 5 that holds for k = 8, q = 0.9 (0.9 * 0.5685 = 0.51)."""
+    import random
+
+    rng = random.Random(1)
+    T, alpha, k, q = 48, 5.0, 8, 0.9
+    w = step_weights(T, "exp", alpha)
+    assert q * sum(w[-k:]) / sum(w) > 0.5
+    for _ in range(200):
+        p = rng.random()
+        seq = [rng.choice(["1", "2", "3", None]) if rng.random() < p else "9" for _ in range(T)]
+        g = temporal.gated_vote(seq, window=k, share=q, alpha=alpha)
+        v = vote(seq, weighting="exp", alpha=alpha)
+        assert g.answer == v.answer
