@@ -49,10 +49,13 @@ SYSTEM_PROMPTS = {
 }
 
 # Hub sources (used when DATA_ENV is unset): (path, config name, split).
+# (name, split) -> (hub dataset, config, split); the files under $LM_EVAL_TEMPORAL_DATA mirror them.
 HUB = {
-    "gsm8k": ("openai/gsm8k", "main", "test"),
-    "svamp": ("ChilleD/SVAMP", None, "test"),
-    "math500": ("HuggingFaceH4/MATH-500", None, "test"),
+    ("gsm8k", "test"): ("openai/gsm8k", "main", "test"),
+    ("gsm8k", "train"): ("openai/gsm8k", "main", "train"),
+    ("svamp", "test"): ("ChilleD/SVAMP", None, "test"),
+    ("svamp", "train"): ("ChilleD/SVAMP", None, "train"),
+    ("math500", "test"): ("HuggingFaceH4/MATH-500", None, "test"),
 }
 # d1's 3-number Countdown test file (the paper evaluates exactly this file); it lives on GitHub.
 COUNTDOWN_URL = (
@@ -60,10 +63,12 @@ COUNTDOWN_URL = (
     "837888f22c21a5da91a0af2b0d7b19e81d9b47ec/dataset/countdown_cd3_test.jsonl"
 )
 LOCAL_FILES = {
-    "gsm8k": "gsm8k/test.jsonl",
-    "svamp": "svamp/test.jsonl",
-    "math500": "math500/test.jsonl",
-    "countdown": "countdown/cd3_test.jsonl",
+    ("gsm8k", "test"): "gsm8k/test.jsonl",
+    ("gsm8k", "train"): "gsm8k/train.jsonl",
+    ("svamp", "test"): "svamp/test.jsonl",
+    ("svamp", "train"): "svamp/train.jsonl",
+    ("math500", "test"): "math500/test.jsonl",
+    ("countdown", "test"): "countdown/cd3_test.jsonl",
 }
 
 
@@ -72,14 +77,21 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _raw_rows(name: str) -> list[dict[str, Any]]:
-    folder = os.environ.get(DATA_ENV, "").strip()
+def raw_rows(name: str, split: str = "test", data_dir: str | None = None) -> list[dict[str, Any]]:
+    """The rows of a benchmark split: from ``data_dir`` (default ``$LM_EVAL_TEMPORAL_DATA``)
+    when a folder is given, laid out like the package's offline data, else from the Hub."""
+    if (name, split) not in LOCAL_FILES:
+        known = ", ".join(f"{n}/{s}" for n, s in LOCAL_FILES)
+        raise ValueError(f"no {split} split for {name!r}; known: {known}")
+    rel = LOCAL_FILES[name, split]
+    folder = data_dir or os.environ.get(DATA_ENV, "").strip()
     if folder:
-        path = Path(folder).expanduser() / LOCAL_FILES[name]
+        path = Path(folder).expanduser() / rel
         if not path.is_file():
+            source = "data_dir" if data_dir else DATA_ENV
             raise FileNotFoundError(
-                f"{DATA_ENV}={folder!r} but {path} does not exist; the folder must be laid "
-                f"out like the package's offline data (expected file: {LOCAL_FILES[name]})"
+                f"{source}={folder!r} but {path} does not exist; the folder must be laid "
+                f"out like the package's offline data (expected file: {rel})"
             )
         return _read_jsonl(path)
     import datasets
@@ -88,12 +100,12 @@ def _raw_rows(name: str) -> list[dict[str, Any]]:
         if name == "countdown":
             ds = datasets.load_dataset("json", data_files={"test": COUNTDOWN_URL}, split="test")
         else:
-            path, config, split = HUB[name]
-            ds = datasets.load_dataset(path, config, split=split)
+            path, config, hub_split = HUB[name, split]
+            ds = datasets.load_dataset(path, config, split=hub_split)
     except Exception as exc:
         raise RuntimeError(
-            f"could not load the {name} test set from the network ({type(exc).__name__}: {exc}). "
-            f"Offline, set {DATA_ENV} to a folder containing {LOCAL_FILES[name]}."
+            f"could not load the {name} {split} split from the network ({type(exc).__name__}: {exc}). "
+            f"Offline, set {DATA_ENV} (or data_dir) to a folder containing {rel}."
         ) from exc
     return list(ds)
 
@@ -116,18 +128,18 @@ def _docs(task: str, rows: Iterable[dict[str, Any]], question: Callable, gold: C
 
 # lm-eval calls custom_dataset(**metadata, **dataset_kwargs); extra keys are ignored.
 def load_gsm8k(**_: Any):
-    return _docs("gsm8k", _raw_rows("gsm8k"), lambda r: r["question"], lambda r: r["answer"])
+    return _docs("gsm8k", raw_rows("gsm8k"), lambda r: r["question"], lambda r: r["answer"])
 
 
 def load_svamp(**_: Any):
     def question(r):
         return r.get("question_concat") or (r["Body"].strip() + " " + r["Question"].strip())
 
-    return _docs("svamp", _raw_rows("svamp"), question, lambda r: r["Answer"])
+    return _docs("svamp", raw_rows("svamp"), question, lambda r: r["Answer"])
 
 
 def load_math500(**_: Any):
-    return _docs("math500", _raw_rows("math500"), lambda r: r["problem"], lambda r: r["answer"])
+    return _docs("math500", raw_rows("math500"), lambda r: r["problem"], lambda r: r["answer"])
 
 
 def load_countdown(**_: Any):
@@ -136,7 +148,7 @@ def load_countdown(**_: Any):
 
     return _docs(
         "countdown",
-        _raw_rows("countdown"),
+        raw_rows("countdown"),
         lambda r: f"Numbers: {numbers(r)}\nTarget: {int(r['output'])}",
         lambda r: [numbers(r), int(r["output"])],
     )

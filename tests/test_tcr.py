@@ -390,3 +390,17 @@ def test_local_train_splits(monkeypatch):
     s = load_problems("svamp", limit=2)
     assert len(s) == 2 and s[0].user_prompt.endswith(s[0].question)
     assert format_prompt("Q", None, chat_template=False, gen_prefix="<reasoning>") == "Q <reasoning>"
+
+
+def test_train_and_test_splits_share_one_loader(tmp_path):
+    from lm_eval_temporal.tasks import raw_rows
+    from lm_eval_temporal.tcr.data import load_problems
+
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "q1", "answer": "x\\n#### 7"}\n\n')
+    assert raw_rows("gsm8k", "train", str(tmp_path)) == [{"question": "q1", "answer": "x\n#### 7"}]
+    assert [p.question for p in load_problems("gsm8k", data_dir=str(tmp_path))] == ["q1"]
+    with pytest.raises(FileNotFoundError, match=r"data_dir=.*expected file: svamp/train.jsonl"):
+        load_problems("svamp", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="no train split for 'math500'"):
+        raw_rows("math500", "train", str(tmp_path))

@@ -9,21 +9,16 @@ the training generator, which never yields an evaluation problem.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lm_eval_temporal import answers
-from lm_eval_temporal.tasks import DATA_ENV, SYSTEM_PROMPTS
+from lm_eval_temporal.tasks import SYSTEM_PROMPTS, raw_rows
 
 __all__ = ["Problem", "load_problems", "format_prompt", "PromptOrder", "ARITH_POOL_DEFAULT"]
 
 ARITH_POOL_DEFAULT = 5000
-LOCAL_TRAIN = {"gsm8k": "gsm8k/train.jsonl", "svamp": "svamp/train.jsonl"}
-HUB_TRAIN = {"gsm8k": ("openai/gsm8k", "main", "train"), "svamp": ("ChilleD/SVAMP", None, "train")}
 
 
 @dataclass(frozen=True)
@@ -31,29 +26,6 @@ class Problem:
     question: str
     user_prompt: str  # the user message (system prompt + question), before any chat template
     gold: Any  # normalised gold answer, as answers.is_correct expects it
-
-
-def _rows(name: str, data_dir: str | None) -> list[dict[str, Any]]:
-    folder = data_dir or os.environ.get(DATA_ENV, "").strip()
-    if folder:
-        path = Path(folder).expanduser() / LOCAL_TRAIN[name]
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} does not exist: the data folder ({'data_dir' if data_dir else DATA_ENV}={folder!r}) "
-                f"must contain {LOCAL_TRAIN[name]}"
-            )
-        with path.open(encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    import datasets
-
-    hub, config, split = HUB_TRAIN[name]
-    try:
-        return list(datasets.load_dataset(hub, config, split=split))
-    except Exception as exc:
-        raise RuntimeError(
-            f"could not load the {name} train split from the Hub ({type(exc).__name__}: {exc}). "
-            f"Offline, set data_dir or {DATA_ENV} to a folder containing {LOCAL_TRAIN[name]}."
-        ) from exc
 
 
 def load_problems(dataset: str, *, data_dir: str | None = None, limit: int | None = None, seed: int = 0) -> list[Problem]:
@@ -71,10 +43,10 @@ def load_problems(dataset: str, *, data_dir: str | None = None, limit: int | Non
             out.append(Problem(p["question"], arith.prompt_text(p["question"]), answers.normalize_gold(p["answer"], "gsm8k")))
         return out
     if dataset == "gsm8k":
-        rows = _rows("gsm8k", data_dir)
+        rows = raw_rows("gsm8k", "train", data_dir)
         qa = [(r["question"], answers.normalize_gold(r["answer"], "gsm8k")) for r in rows]
     elif dataset == "svamp":
-        rows = _rows("svamp", data_dir)
+        rows = raw_rows("svamp", "train", data_dir)
         # Same wording as the svamp evaluation task: Body + " " + Question.
         qa = [
             (r.get("question_concat") or (r["Body"].strip() + " " + r["Question"].strip()),
