@@ -124,12 +124,7 @@ class LLaDATemporalLM(LM):
         self._device = self.lm.device
         tok = self.lm.tokenizer
         self.tokenizer = tok
-        # Token ids that end an answer: EOS and, for LLaDA-Instruct, <|eot_id|>.
-        stop_ids = {i for i in (self.lm.eos_id, tok.eos_token_id) if i is not None}
-        eot = tok.convert_tokens_to_ids("<|eot_id|>") if "<|eot_id|>" in tok.get_vocab() else None
-        if eot is not None:
-            stop_ids.add(eot)
-        self.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.long)
+        self.stop_ids = torch.tensor(self.lm.stop_ids, dtype=torch.long)
         self.max_length = getattr(self.lm.model.config, "max_sequence_length", None) or getattr(
             self.lm.model.config, "max_position_embeddings", None
         )

@@ -36,6 +36,16 @@ class LoadedModel:
     dtype: torch.dtype
     name: str
 
+    @property
+    def stop_ids(self) -> list[int]:
+        """Token ids that end an answer: EOS (the model's and the tokenizer's) and, for
+        LLaDA-Instruct's chat format, ``<|eot_id|>``; sorted."""
+        tok = self.tokenizer
+        stops = {i for i in (self.eos_id, getattr(tok, "eos_token_id", None)) if i is not None}
+        if "<|eot_id|>" in tok.get_vocab():
+            stops.add(tok.convert_tokens_to_ids("<|eot_id|>"))
+        return sorted(stops)
+
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
     """``"auto"`` (bfloat16 on CUDA, float32 elsewhere) or one of float32, bfloat16, float16, float64."""

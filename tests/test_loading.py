@@ -124,3 +124,13 @@ def test_lora_adapter_is_applied(tmp_path, llada_dir):
         assert not torch.allclose(lm.model(input_ids=ids).logits, base(input_ids=ids).logits)
     out = generate(lm.model, ids, gen_length=4, steps=2, block_length=4)  # mask id read through the wrapper
     assert out.sequences.shape == (1, 8)
+
+
+def test_stop_ids_are_eos_and_eot(tmp_path):
+    # The embedded tokenizer has both an EOS and <|eot_id|>: both end an answer.
+    from lm_eval_temporal.loading import load_model
+    from lm_eval_temporal.tiny import EMBEDDED_DIR
+
+    lm = load_model(str(EMBEDDED_DIR), device="cpu")
+    tok = lm.tokenizer
+    assert lm.stop_ids == sorted({lm.eos_id, tok.convert_tokens_to_ids("<|eot_id|>")})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,7 +28,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _tiny_loaded(seed: int = 0) -> SimpleNamespace:
+def _tiny_loaded(seed: int = 0):
     """A fresh random tiny LLaDA and a char tokenizer (get_peft_model mutates the model in
     place, so every trainer gets its own)."""
     try:  # the shared test helpers, where present
@@ -51,8 +50,10 @@ def _tiny_loaded(seed: int = 0) -> SimpleNamespace:
     tok = build_tokenizer()
     model = tiny_llada(seed=seed, vocab_size=max(128, len(tok)))
     assert model.config.mask_token_id == tok.mask_token_id and model.config.pad_token_id == tok.pad_token_id
-    return SimpleNamespace(model=model, tokenizer=tok, mask_id=tok.mask_token_id, eos_id=tok.eos_token_id,
-                           pad_id=tok.pad_token_id, device=torch.device("cpu"), dtype=torch.float32, name="tiny")
+    from lm_eval_temporal.loading import LoadedModel
+
+    return LoadedModel(model=model, tokenizer=tok, mask_id=tok.mask_token_id, eos_id=tok.eos_token_id,
+                       pad_id=tok.pad_token_id, device=torch.device("cpu"), dtype=torch.float32, name="tiny")
 
 
 def _problems(n: int = 6):

@@ -164,12 +164,8 @@ class TCRTrainer:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.mask_id = int(loaded.mask_id)
-        tok = self.tokenizer
         self.pad_id = loaded.pad_id if loaded.pad_id is not None else (loaded.eos_id if loaded.eos_id is not None else 0)
-        stops = {i for i in (loaded.eos_id, getattr(tok, "eos_token_id", None)) if i is not None}
-        if "<|eot_id|>" in tok.get_vocab():
-            stops.add(tok.convert_tokens_to_ids("<|eot_id|>"))
-        self.stop_ids = sorted(stops)
+        self.stop_ids = loaded.stop_ids
 
         model = loaded.model
         model.to(acc.device)

@@ -51,10 +51,7 @@ def evaluate(pretrained=None, *, n=300, seed=1234, gen_length=None, steps=None, 
             gen[k] = v
     lm = load_model(str(pretrained or EMBEDDED_DIR), device="cpu")
     tok = lm.tokenizer
-    # the backend's stops: EOS and <|eot_id|>
-    stop_ids = {i for i in (lm.eos_id, tok.eos_token_id) if i is not None}
-    if "<|eot_id|>" in tok.get_vocab():
-        stop_ids.add(tok.convert_tokens_to_ids("<|eot_id|>"))
+    stop_ids = set(lm.stop_ids)  # the backend's stops
     docs = arith.eval_docs(n=n, seed=seed)
     rows = []
     t0 = time.monotonic()
