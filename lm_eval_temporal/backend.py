@@ -27,21 +27,13 @@ from tqdm import tqdm
 from lm_eval_temporal import answers, temporal, trace
 from lm_eval_temporal.loading import LoadedModel, load_model
 from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options
-from lm_eval_temporal.sampler import generate
+from lm_eval_temporal.sampler import SamplerConfig, generate
 
 log = logging.getLogger(__name__)
 
 # Request task name fragments -> answer parser, for answer_task=auto on tasks that are not
 # ours (ours name their parser in the document).
 _TASK_HINTS = (("gsm8k", "gsm8k"), ("svamp", "svamp"), ("math", "math500"), ("countdown", "countdown"))
-
-
-@dataclass(frozen=True)
-class GenSettings:
-    gen_length: int
-    steps: int
-    block_length: int
-    temperature: float
 
 
 def _round_up(n: int, k: int) -> int:
@@ -176,7 +168,7 @@ class LLaDATemporalLM(LM):
         add_special = not (bos and text.startswith(bos))
         return self.tokenizer(text, add_special_tokens=add_special)["input_ids"]
 
-    def resolve_generation(self, gen_kwargs: dict[str, Any]) -> GenSettings:
+    def resolve_generation(self, gen_kwargs: dict[str, Any]) -> SamplerConfig:
         """Model args win; else the embedded model's defaults; else the task's max_gen_toks
         with the paper's ratios. gen_length is rounded up to a multiple of block_length and
         steps to a multiple of the number of blocks."""
@@ -194,7 +186,7 @@ class LLaDATemporalLM(LM):
             temperature = float(gen_kwargs.get("temperature") or 1.0)
         else:
             temperature = 0.0
-        return GenSettings(gen_length, steps, block, temperature)
+        return SamplerConfig(gen_length, steps, block, temperature, o.cfg_scale, o.remasking, o.suppress_eos)
 
     def _answer_task(self, request: Instance) -> str:
         if self.opts.answer_task != "auto":
@@ -256,7 +248,7 @@ class LLaDATemporalLM(LM):
                 ids = ids[-keep:]
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            items.append((ids, settings.__dict__, req, until))
+            items.append((ids, settings.kwargs(), req, until))
 
         collator = Collator(items, sort_fn=lambda x: (-len(x[0]), x[2].args[0]), group_fn=lambda x: x[1], group_by="gen_kwargs")
         results: list[str] = []
@@ -294,7 +286,7 @@ class LLaDATemporalLM(LM):
         """The forward passes of one batch (and, with early_stop=stable, the per-step parsing
         the stop rule needs)."""
         o = self.opts
-        settings = GenSettings(**chunk[0][1])
+        settings = SamplerConfig(**chunk[0][1])
         tasks = [self._answer_task(req) for _, _, req, _ in chunk]
         marked = [isinstance(req.doc, dict) and trace.TRACE_KEY in req.doc for _, _, req, _ in chunk]
         capture = o.vote != "none" or any(marked) or self._trajectory_file is not None
@@ -317,15 +309,9 @@ class LLaDATemporalLM(LM):
             self.lm.model,
             input_ids.to(self._device),
             attn.to(self._device),
-            gen_length=settings.gen_length,
-            steps=settings.steps,
-            block_length=settings.block_length,
-            temperature=settings.temperature,
-            cfg_scale=o.cfg_scale,
-            remasking=o.remasking,
+            **settings.kwargs(),
             mask_id=self.lm.mask_id,
             eos_id=self.lm.eos_id,
-            suppress_eos=o.suppress_eos,
             generator=generators,
             capture=capture,
             **stop_kwargs,

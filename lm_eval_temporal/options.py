@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from lm_eval_temporal.sampler_config import REMASKING, schedule_error
+
 EMBEDDED = "embedded"  # `pretrained` value (and default) for the model shipped in the package
 VOTES = ("none", "fixed", "linear", "exp", "gated")
 EARLY_STOPS = ("none", "stable", "confidence")
 CLUSTERS = ("equivalence", "exact")
 ANSWER_TASKS = ("auto", "gsm8k", "svamp", "math500", "countdown", "generic")
-REMASKING = ("low_confidence", "random")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
 
 
@@ -183,20 +184,7 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
     if out.get("pretrained", EMBEDDED) == "":
         raise ValueError("model argument pretrained='': expected a path, a hub id or 'embedded'")
     opts = BackendOptions(**out)
-    if opts.gen_length and opts.block_length and opts.gen_length % opts.block_length:
-        raise ValueError(
-            f"model arguments gen_length={opts.gen_length} and block_length={opts.block_length}: "
-            "gen_length must be a multiple of block_length"
-        )
-    if opts.gen_length and opts.steps and opts.steps > opts.gen_length:
-        raise ValueError(
-            f"model argument steps={opts.steps}: expected at most gen_length={opts.gen_length}"
-        )
-    if opts.gen_length and opts.block_length and opts.steps:
-        blocks = opts.gen_length // opts.block_length
-        if opts.steps % blocks:
-            raise ValueError(
-                f"model argument steps={opts.steps}: expected a multiple of the number of blocks "
-                f"gen_length/block_length = {blocks}"
-            )
+    err = schedule_error(opts.gen_length, opts.steps, opts.block_length)
+    if err:
+        raise ValueError(f"model arguments: {err}")
     return opts

@@ -32,61 +32,11 @@ from dataclasses import dataclass
 
 import torch
 
+from lm_eval_temporal.sampler_config import REMASKING, SamplerConfig  # noqa: F401  (re-exported)
+
 __all__ = ["SamplerConfig", "GenerationOutput", "generate"]
 
-REMASKING = ("low_confidence", "random")
-
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """The schedule and sampling settings of one :func:`generate` call."""
-
-    gen_length: int
-    steps: int
-    block_length: int
-    temperature: float = 0.0
-    cfg_scale: float = 0.0
-    remasking: str = "low_confidence"
-    suppress_eos: bool = False
-
-    @property
-    def num_blocks(self) -> int:
-        return self.gen_length // self.block_length
-
-    @property
-    def steps_per_block(self) -> int:
-        return self.steps // self.num_blocks
-
-    def validate(self) -> SamplerConfig:
-        """Raise ValueError naming the offending argument and what it accepts; return self."""
-        for name in ("gen_length", "steps", "block_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected a positive integer")
-        if self.gen_length % self.block_length:
-            raise ValueError(
-                f"gen_length={self.gen_length}, block_length={self.block_length}: "
-                "gen_length must be a multiple of block_length"
-            )
-        if self.steps > self.gen_length:
-            raise ValueError(
-                f"steps={self.steps}: expected 1 <= steps <= gen_length={self.gen_length} "
-                "(each step commits at least one token)"
-            )
-        if self.steps % self.num_blocks:
-            raise ValueError(
-                f"steps={self.steps}: expected a multiple of the number of blocks "
-                f"gen_length/block_length = {self.gen_length}/{self.block_length} = {self.num_blocks}"
-            )
-        if not float(self.temperature) >= 0.0:
-            raise ValueError(f"temperature={self.temperature!r}: expected a number >= 0 (0 = greedy)")
-        if not float(self.cfg_scale) >= 0.0:
-            raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
-        if self.remasking not in REMASKING:
-            raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
-        return self
 
 
 @dataclass

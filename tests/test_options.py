@@ -34,7 +34,7 @@ def test_string_values_are_typed():
         ({"tse_skip": "1"}, "tse_skip='1': expected a number in [0, 1)"),
         ({"dtype": "int8"}, "dtype='int8': expected one of auto, float32"),
         ({"gen_length": 100, "block_length": 32}, "gen_length must be a multiple of block_length"),
-        ({"gen_length": 32, "steps": 64}, "steps=64: expected at most gen_length=32"),
+        ({"gen_length": 32, "steps": 64}, r"steps=64: expected 1 <= steps <= gen_length=32"),
         ({"gen_length": 64, "block_length": 16, "steps": 6}, "steps=6: expected a multiple of the number of blocks"),
     ],
 )

@@ -253,3 +253,30 @@ def test_masked_diffusion_loss_masks_only_the_response():
     assert (x[resp] == tok.mask_token_id).any()
     # uniform logits: CE = log V on each masked token, weighted 1/p, normalised by length 40
     assert torch.isfinite(loss) and loss.item() > 0
+
+
+def test_stratified_mask_ratios_cover_every_stratum_once():
+    import torch
+
+    from lm_eval_temporal.tiny.tokenizer import build_tokenizer
+    from lm_eval_temporal.tiny.train import encode_batch, masked_diffusion_loss
+
+    tok = build_tokenizer()
+    B, G = 16, 400  # long responses, so each row's masked share estimates its ratio well
+    probs = [arith.make_problem(random.Random(i), 1) for i in range(B)]
+    ids, attn, resp = encode_batch(probs, tok, G)
+    seen = {}
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x, attention_mask=None):
+            seen["x"] = x
+            return type("O", (), {"logits": torch.zeros(*x.shape, len(tok), requires_grad=True)})()
+
+    masked_diffusion_loss(Uniform(), ids, attn, resp, tok.mask_token_id,
+                          generator=torch.Generator().manual_seed(3), t_sampling="stratified")
+    share = (seen["x"][resp].view(B, G) == tok.mask_token_id).float().mean(dim=1)
+    strata = sorted(int(s * B) for s in share.clamp(max=1 - 1e-6))
+    # one ratio per stratum [i/B, (i+1)/B), up to the binomial noise of 400 draws (sd <= 0.025)
+    assert sum(abs(a - b) for a, b in zip(strata, range(B))) <= 6
+    with pytest.raises(ValueError, match="t_sampling must be 'uniform' or 'stratified', got 'sobol'"):
+        masked_diffusion_loss(Uniform(), ids, attn, resp, tok.mask_token_id, t_sampling="sobol")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lm_eval_temporal.sampler_config import REMASKING, SamplerConfig, schedule_error
+
 __all__ = [
     "ConfigError",
     "TCRConfig",
@@ -29,7 +31,6 @@ REWARDS = ("tse", "accuracy", "format", "confidence")
 SCORING_RULES = ("spherical", "brier", "logarithmic")
 DATASETS = ("arith_chain", "gsm8k", "svamp")
 ANSWER_TASKS = ("gsm8k", "svamp", "math500", "countdown", "generic")
-REMASKING = ("low_confidence", "random")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -133,6 +134,12 @@ class TCRConfig:
             return self.gen_prefix
         return "" if self.dataset == "arith_chain" else "<reasoning>"
 
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The rollouts' sampler settings."""
+        return SamplerConfig(self.gen_length, self.steps, self.block_length, self.temperature, self.cfg_scale,
+                             self.remasking, self.suppress_eos)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -171,12 +178,8 @@ class TCRConfig:
             need(v is None or v >= 1, f"{name}={v}: expected an integer >= 1 or null")
         need(self.num_generations >= 2, f"num_generations={self.num_generations}: a group needs at least 2 completions "
              "(advantages are rewards minus the group mean)")
-        need(self.gen_length % self.block_length == 0,
-             f"gen_length={self.gen_length} must be a multiple of block_length={self.block_length}")
-        blocks = self.gen_length // self.block_length
-        need(self.steps % blocks == 0,
-             f"steps={self.steps} must be a multiple of the number of blocks gen_length/block_length = {blocks}")
-        need(self.steps <= self.gen_length, f"steps={self.steps} must be at most gen_length={self.gen_length}")
+        err = schedule_error(self.gen_length, self.steps, self.block_length)
+        need(err is None, str(err))
         need(self.temperature > 0, f"temperature={self.temperature}: TCR needs sampled rollouts (temperature > 0)")
         for name in ("cfg_scale", "beta", "tse_alpha", "learning_rate", "weight_decay", "max_grad_norm",
                      "tse_weight", "accuracy_weight", "format_weight", "confidence_weight", "lora_alpha"):

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from lm_eval_temporal import answers
-from lm_eval_temporal.sampler import generate
+from lm_eval_temporal.sampler import SamplerConfig, generate
 from lm_eval_temporal.tcr.loss import completion_mask
 
 __all__ = ["Rollout", "encode_prompts", "step_texts", "rollout"]
@@ -79,17 +79,11 @@ def rollout(
     task: str,
     group_size: int,
     seeds: Sequence[int],
-    gen_length: int,
-    steps: int,
-    block_length: int,
-    temperature: float,
+    sampler: SamplerConfig,
     mask_id: int,
     pad_id: int,
     eos_id: int | None,
     stop_ids: Iterable[int],
-    remasking: str = "low_confidence",
-    cfg_scale: float = 0.0,
-    suppress_eos: bool = False,
     batch_size: int | None = None,
     device: torch.device | str | None = None,
 ) -> Rollout:
@@ -111,15 +105,9 @@ def rollout(
             model,
             ids[s : s + step].to(device),
             attn[s : s + step].to(device),
-            gen_length=gen_length,
-            steps=steps,
-            block_length=block_length,
-            temperature=temperature,
-            cfg_scale=cfg_scale,
-            remasking=remasking,
+            **sampler.kwargs(),
             mask_id=mask_id,
             eos_id=eos_id,
-            suppress_eos=suppress_eos,
             generator=gens,
             capture=True,
         )
