@@ -224,9 +224,14 @@ class LLaDAModelLM(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        logits_to_keep: int = 0,
         **kwargs,
     ) -> MaskedLMOutput:
         """Bidirectional forward pass.
+
+        ``logits_to_keep=N`` (> 0) returns the logits of the last N positions only (the
+        generation span, for the sampler): at LLaDA-8B's vocabulary the prompt's logits would
+        otherwise be most of a step's activation memory.
 
         ``attention_mask`` is the usual padding mask [B, L] (1 = real token, 0 = padding):
         padded keys are hidden from every query, so a left-padded row gives the same logits
@@ -253,6 +258,8 @@ class LLaDAModelLM(PreTrainedModel):
         rope = self._rope(L, x.device, torch.promote_types(x.dtype, torch.float32)) if self.config.rope else None
         for block in t["blocks"]:
             x = block(x, rope, mask)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
         x = t["ln_f"](x)
         head = t["wte"].weight if self.config.weight_tying else t["ff_out"].weight
         logits = F.linear(x, head)

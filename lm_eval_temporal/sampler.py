@@ -27,6 +27,7 @@ embeddings (BERT) left padding shifts every position, so such models see batch e
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,21 @@ class GenerationOutput:
 
 def _config_attr(model: torch.nn.Module, name: str):
     return getattr(getattr(model, "config", None), name, None)
+
+
+def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the model (through any peft wrapper) computes logits for the last N positions
+    only when asked; models that do not (BERT-style masked LMs) get the full forward."""
+    base = model
+    while hasattr(base, "get_base_model"):
+        nxt = base.get_base_model()
+        if nxt is base:
+            break
+        base = nxt
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _ids(value) -> list[int]:
@@ -202,16 +218,19 @@ def generate(
     stopped_any = False
     x0_all = x[:, P:]  # the latest x0 of every row (a stopped row keeps its last); set at step 0
 
+    keep = {"logits_to_keep": G} if _accepts_logits_to_keep(model) else {}
+
     def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
         if cfg.cfg_scale > 0:
             # The unconditional copy hides the real prompt tokens only; padding stays padding.
             un = xa.clone()
             un[:, :P] = torch.where(real, mask_id, xa[:, :P])
-            both = model(input_ids=torch.cat([xa, un]), attention_mask=None if ama is None else torch.cat([ama, ama]))
-            cond, uncond = both.logits[:, P:].chunk(2)
+            both = model(input_ids=torch.cat([xa, un]), attention_mask=None if ama is None else torch.cat([ama, ama]),
+                         **keep)
+            cond, uncond = both.logits[:, -G:].chunk(2)
             logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)
         else:
-            logits = model(input_ids=xa, attention_mask=ama).logits[:, P:]
+            logits = model(input_ids=xa, attention_mask=ama, **keep).logits[:, -G:]
         # The mask token is never a prediction: a committed position must hold a real token
         # (LLaDA gives it no mass anyway; a committed mask would silently re-open the position).
         logits[..., mask_id] = -torch.inf
