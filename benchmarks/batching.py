@@ -5,8 +5,11 @@ integration does), same requests, outputs checked identical, measured in one run
 
 Every batch size runs with the same torch thread setting (``--threads``; default torch's).
 
-Reports batch sizes 1/4/8/16 (median over ``--repeats`` interleaved runs); the last line is
-``speedup_batch8=S`` (time at batch 1 / time at batch 8).
+Reports batch sizes 1/4/8/16 (median over ``--repeats`` interleaved runs), then the
+*ceiling* any batching can reach on this machine: the model's forward pass alone, per row, at
+each batch size, on a canvas of the requests' median prompt length plus gen_length
+(``forward_only_speedup_batch8=F``). The last line is ``speedup_batch8=S`` (generate_until
+time at batch 1 / time at batch 8).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import dataclasses
 import statistics
 import time
 
+import torch
 from _requests import QUICK_GEN, model_args, set_threads, task_requests  # noqa: E402  (run as a script)
 
 
@@ -58,7 +62,32 @@ def main() -> None:
         print(f"batch_size={bs:<3d} {times[bs]:8.3f}s  {len(reqs) / times[bs]:7.2f} req/s  speedup {times[1] / times[bs]:5.2f}x  identical_to_bs1={same}")
         if not same:
             raise SystemExit(f"batch_size={bs} changed outputs: batching must not change a row's result")
+    per_row = forward_per_row(lm, reqs, sizes)
+    for bs in sizes:
+        print(f"forward only: batch_size={bs:<3d} {per_row[bs] * 1e3:7.3f} ms/row  speedup {per_row[1] / per_row[bs]:5.2f}x")
+    print(f"forward_only_speedup_batch8={per_row[1] / per_row[8]:.3f}")
     print(f"speedup_batch8={times[1] / times[8]:.3f}")
+
+
+def forward_per_row(lm, reqs, sizes: list[int], passes: int = 20) -> dict[int, float]:
+    """Seconds per row of one forward pass at each batch size (median of interleaved runs)."""
+    lengths = sorted(len(lm._encode(r.args[0])) for r in reqs)
+    gen = lm.resolve_generation(dict(reqs[0].args[1] or {}))
+    L = lengths[len(lengths) // 2] + gen.gen_length
+    model, device = lm.lm.model, lm.lm.device
+    runs = {bs: [] for bs in sizes}
+    with torch.inference_mode():
+        for r in range(3):
+            for bs in sizes[r % len(sizes):] + sizes[: r % len(sizes)]:
+                x = torch.full((bs, L), lm.lm.mask_id, dtype=torch.long, device=device)
+                model(input_ids=x)  # warm-up for this shape
+                t = time.perf_counter()
+                for _ in range(passes):
+                    model(input_ids=x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                runs[bs].append((time.perf_counter() - t) / (passes * bs))
+    return {bs: statistics.median(v) for bs, v in runs.items()}
 
 
 if __name__ == "__main__":

@@ -59,3 +59,11 @@ def test_voting_regimes_scores_existing_trajectory_files(runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"| {traj.stem} | all | 4 |" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1].startswith("vote_gain_vs_final=fixed:")
+
+
+def test_batching_reports_the_forward_only_ceiling(runs):
+    results, _ = runs
+    code, stdout, stderr = results["batching.py"]
+    assert code == 0, stderr[-3000:]
+    assert re.search(rf"^forward only: batch_size=8 +{NUM} ms/row  speedup +{NUM}x$", stdout, re.M), stdout
+    assert re.search(rf"^forward_only_speedup_batch8={NUM}$", stdout, re.M), stdout
