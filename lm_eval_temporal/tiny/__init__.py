@@ -6,8 +6,9 @@
 - ``DEFAULT_GEN``: the decoding settings the embedded model is meant to be run with.
 - ``arith``: the problem generator (``make_problem``, ``eval_docs``, ``training_stream``,
   ``prompt_text``); ``tokenizer``: the char/byte tokenizer builder; ``train``: the training
-  script (``python -m lm_eval_temporal.tiny.train --out DIR``); ``evaluate_quick``: the
-  quality check (``python -m lm_eval_temporal.tiny.evaluate_quick``).
+  script (``python -m lm_eval_temporal.tiny.train --out DIR``). A checkpoint is checked
+  through the backend like any other: ``lm_eval --model llada_temporal --model_args
+  pretrained=DIR,gen_length=32,steps=32,block_length=8 --tasks arith_chain`` (per level: ``benchmarks/voting_regimes.py --models DIR``).
 
 Importing this package imports neither torch nor transformers.
 """
