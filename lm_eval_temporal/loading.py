@@ -104,7 +104,17 @@ def load_model(
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = resolve_dtype(dtype, device)
 
-    config_dict, _ = PretrainedConfig.get_config_dict(pretrained, revision=revision)
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(pretrained, revision=revision)
+    except OSError as e:
+        if Path(pretrained).expanduser().exists():
+            raise
+        # A mistyped local path (``runs/tiny``) looks like a hub id; say both readings failed.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OSError(
+            f"pretrained={pretrained!r}: there is no local directory of that name, and loading it as a "
+            f"Hugging Face Hub id failed: {first}"
+        ) from e
     if config_dict.get("model_type") == "llada":
         model = LLaDAModelLM.from_pretrained(pretrained, revision=revision, dtype=torch_dtype)
     else:

@@ -93,6 +93,20 @@ def test_missing_local_path_and_bad_dtype(tmp_path, llada_dir):
         load_model(str(llada_dir), dtype="half", device="cpu")
 
 
+def test_path_like_hub_id_that_is_neither_says_so(monkeypatch):
+    from transformers import PretrainedConfig
+
+    def offline(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nmore detail")
+
+    monkeypatch.setattr(PretrainedConfig, "get_config_dict", offline)
+    # "runs/tiny" reads as a hub id (org/name); a mistyped local folder must not look like a network problem only
+    with pytest.raises(OSError, match=r"pretrained='runs/tiny_missing': there is no local directory of that name, "
+                                      r"and loading it as a Hugging Face Hub id failed: We couldn't connect") as err:
+        load_model("runs/tiny_missing", device="cpu")
+    assert "more detail" not in str(err.value) and isinstance(err.value.__cause__, OSError)
+
+
 def test_bert_masked_lm_loads_and_generates(tmp_path):
     d = build_tiny_bert(tmp_path / "bert")
     assert json.loads((tmp_path / "bert" / "config.json").read_text())["model_type"] == "bert"
