@@ -298,7 +298,7 @@ class LLaDATemporalLM(LM):
             input_ids[b, P - len(ids):] = torch.tensor(ids)
             attn[b, P - len(ids):] = 1
         generators = None
-        if settings.temperature > 0 or o.remasking == "random":
+        if settings.temperature > 0 or settings.remasking == "random":
             generators = [
                 torch.Generator(device=self._device).manual_seed(_row_seed(o.seed, req.args[0], json.dumps(req.args[1], sort_keys=True, default=str)))
                 for _, _, req, _ in chunk

@@ -30,6 +30,8 @@ import torch
 from lm_eval_temporal.tiny import arith
 from lm_eval_temporal.tiny.tokenizer import build_tokenizer
 
+T_SAMPLINGS = ("uniform", "stratified")  # how a batch's mask ratios are drawn
+
 __all__ = ["make_config", "encode_batch", "masked_diffusion_loss", "train", "main"]
 
 
@@ -98,7 +100,7 @@ def masked_diffusion_loss(model, input_ids, attention_mask, response_mask, mask_
         strata = torch.randperm(B, generator=generator).unsqueeze(1).to(u.dtype)
         t = (strata + u) / B
     else:
-        raise ValueError(f"t_sampling must be 'uniform' or 'stratified', got {t_sampling!r}")
+        raise ValueError(f"t_sampling must be {' or '.join(map(repr, T_SAMPLINGS))}, got {t_sampling!r}")
     p_mask = (1 - eps) * t + eps
     masked = (torch.rand(input_ids.shape, generator=generator) < p_mask) & response_mask
     noisy = torch.where(masked, torch.full_like(input_ids, mask_id), input_ids)
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no_progress", action="store_true")
-    ap.add_argument("--t_sampling", choices=("uniform", "stratified"), default="uniform",
+    ap.add_argument("--t_sampling", choices=T_SAMPLINGS, default="uniform",
                     help="how the batch's mask ratios are drawn (stratified: lower-variance, same objective)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward/backward (weights stay fp32)")
     a = vars(ap.parse_args(argv))
