@@ -15,7 +15,6 @@ time at batch 1 / time at batch 8).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
@@ -51,12 +50,12 @@ def main() -> None:
     for r in range(a.repeats):
         # Rotate the order of the sizes between repeats, so drift in machine load is shared.
         for bs in sizes[r % len(sizes):] + sizes[: r % len(sizes)]:
-            lm.opts = dataclasses.replace(lm.opts, batch_size=bs)
+            lm.batch_size = bs
             t = time.perf_counter()
             outputs[bs] = lm.generate_until(reqs, disable_tqdm=True)
             runs[bs].append(time.perf_counter() - t)
     times = {bs: statistics.median(v) for bs, v in runs.items()}
-    print(f"task={a.task} requests={len(reqs)} threads={threads} repeats={a.repeats} device={lm.lm.device}")
+    print(f"task={a.task} requests={len(reqs)} threads={threads} repeats={a.repeats} device={lm.loaded.device}")
     for bs in sizes:
         same = outputs[bs] == outputs[1]
         print(f"batch_size={bs:<3d} {times[bs]:8.3f}s  {len(reqs) / times[bs]:7.2f} req/s  speedup {times[1] / times[bs]:5.2f}x  identical_to_bs1={same}")
@@ -71,15 +70,15 @@ def main() -> None:
 
 def forward_per_row(lm, reqs, sizes: list[int], passes: int = 20) -> dict[int, float]:
     """Seconds per row of one forward pass at each batch size (median of interleaved runs)."""
-    lengths = sorted(len(lm._encode(r.args[0])) for r in reqs)
+    lengths = sorted(len(lm.tok_encode(r.args[0])) for r in reqs)
     gen = lm.resolve_generation(dict(reqs[0].args[1] or {}))
     L = lengths[len(lengths) // 2] + gen.gen_length
-    model, device = lm.lm.model, lm.lm.device
+    model, device = lm.loaded.model, lm.loaded.device
     runs = {bs: [] for bs in sizes}
     with torch.inference_mode():
         for r in range(3):
             for bs in sizes[r % len(sizes):] + sizes[: r % len(sizes)]:
-                x = torch.full((bs, L), lm.lm.mask_id, dtype=torch.long, device=device)
+                x = torch.full((bs, L), lm.loaded.mask_id, dtype=torch.long, device=device)
                 model(input_ids=x)  # warm-up for this shape
                 t = time.perf_counter()
                 for _ in range(passes):

@@ -72,21 +72,23 @@ def main() -> None:
         extra = {**QUICK_GEN, **extra}
     threads = set_threads(a.threads)
     from lm_eval_temporal.backend import LLaDATemporalLM
+    from lm_eval_temporal.options import parse_options
+    from lm_eval_temporal.pipeline import TemporalPipeline
 
     reqs = task_requests(a.task, a.limit)
-    base = LLaDATemporalLM(batch_size=a.batch_size, **extra)
-    base.generate_until(reqs[: min(len(reqs), a.batch_size)], disable_tqdm=True)  # warm-up
+    lm = LLaDATemporalLM(batch_size=a.batch_size, **extra)
+    lm.generate_until(reqs[: min(len(reqs), a.batch_size)], disable_tqdm=True)  # warm-up
     rows = []
     for name, kw in [("none (full schedule)", {})] + settings(a.stable, a.confidence):
-        lm = LLaDATemporalLM(batch_size=a.batch_size, **{**extra, **kw})
-        lm.lm = base.lm  # one copy of the weights
+        # One copy of the weights; each setting is its own pipeline (options checked as model args).
+        lm.pipeline = TemporalPipeline(lm.loaded, parse_options({**extra, **kw}).temporal)
         t = time.perf_counter()
         responses = lm.generate_until(reqs, disable_tqdm=True)
         wall = time.perf_counter() - t
         metrics = score(reqs, responses)
-        summaries = [trace.split(r)[1] for r in responses]
-        steps = [s.get("steps_run", s["steps"]) for s in summaries]
-        T = statistics.mean(s["steps"] for s in summaries)
+        records = [trace.split(r)[1] for r in responses]
+        steps = [r.steps_run for r in records]
+        T = statistics.mean(r.steps for r in records)
         rows.append({
             "name": name,
             "passes": statistics.mean(steps),
@@ -97,7 +99,7 @@ def main() -> None:
         })
     ref = rows[0]
     print(f"task={a.task} docs={len(reqs)} batch_size={a.batch_size} threads={threads} "
-          f"steps={ref['passes']:.0f} vote={base.opts.vote} model={base.lm.name}")
+          f"steps={ref['passes']:.0f} vote={lm.pipeline.config.vote} model={lm.loaded.name}")
     print("| policy | forward passes / sample | saved | exact_match (vote) | Δ | final_pass | Δ | wall s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

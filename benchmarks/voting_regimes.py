@@ -29,13 +29,12 @@ import argparse
 import json
 import statistics
 from collections import defaultdict
-from functools import partial
 from pathlib import Path
 
 from _requests import QUICK_GEN, model_args, set_threads, task_requests  # noqa: E402  (run as a script)
 
-from lm_eval_temporal import answers, temporal
-from lm_eval_temporal.tasks import answer_correct
+from lm_eval_temporal import answers, metrics, temporal
+from lm_eval_temporal.record import TemporalRecord
 
 METHODS = ("final", "fixed", "linear", "exp", "gated")
 
@@ -48,7 +47,6 @@ def generate(label: str, pretrained: str, a, extra: dict, out_dir: Path) -> Path
     reqs = task_requests(a.task, a.limit)
     lm = LLaDATemporalLM(pretrained=pretrained, batch_size=a.batch_size, trajectory_path=str(path), **extra)
     lm.generate_until(reqs, disable_tqdm=True)
-    lm._trajectory_file.close()
     return path
 
 
@@ -61,10 +59,10 @@ def levels_of(task: str) -> dict[int, object]:
     return {r.doc_id: r.doc["level"] for r in reqs if isinstance(r.doc, dict) and "level" in r.doc}
 
 
-def answers_of(rec: dict, gates: list[tuple[int, float]], alpha: float) -> dict[str, str | None]:
-    task, steps = rec["answer_task"], rec["answers"]
-    eq = partial(answers.equivalent, task=task)
-    out = {"final": steps[-1]}
+def answers_of(rec: TemporalRecord, gates: list[tuple[int, float]], alpha: float) -> dict[str, str | None]:
+    steps = rec.answers
+    eq = answers.equivalence(rec.answer_task)
+    out = {"final": rec.final}
     for w in ("fixed", "linear", "exp"):
         out[w] = temporal.vote(steps, weighting=w, alpha=alpha, equivalent=eq).answer
     for i, (k, q) in enumerate(gates):
@@ -76,25 +74,18 @@ def answers_of(rec: dict, gates: list[tuple[int, float]], alpha: float) -> dict[
 def evaluate(path: Path, gates: list[tuple[int, float]], alpha: float) -> tuple[dict, dict]:
     """Per group ("all", "level N"): n, ever-pass and accuracy per method (percent), plus the
     paired counts (method right & final wrong, method wrong & final right)."""
-    recs = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    levels = levels_of(recs[0]["task"]) if recs else {}
+    recs = [TemporalRecord.from_json(json.loads(x), f"{path}:{i}")
+            for i, x in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if x.strip()]
+    levels = levels_of(recs[0].task) if recs else {}
     ok = defaultdict(lambda: defaultdict(list))
     for rec in recs:
-        gold, task = rec["gold"], rec["answer_task"]
-        verdict = {}
-
-        def right(ans):
-            if ans not in verdict:
-                verdict[ans] = answer_correct(ans, gold, task)
-            return verdict[ans]
-
+        s = metrics.score(rec, rec.gold)
         chosen = answers_of(rec, gates, alpha)
-        groups = ["all"] + ([f"level {levels[rec['doc_id']]}"] if rec.get("doc_id") in levels else [])
-        ever = any(right(x) for x in set(rec["answers"]) if x is not None)
+        groups = ["all"] + ([f"level {levels[rec.doc_id]}"] if rec.doc_id in levels else [])
         for g in groups:
-            ok[g]["ever"].append(ever)
+            ok[g]["ever"].append(s.ever_pass)
             for m, ans in chosen.items():
-                ok[g][m].append(right(ans))
+                ok[g][m].append(ans is not None and s.correct[ans])
     table, paired = {}, {}
     for g, cols in sorted(ok.items(), key=lambda kv: (kv[0] != "all", kv[0])):
         table[g] = {"n": len(cols["final"]), **{m: 100 * statistics.mean(v) for m, v in cols.items()}}

@@ -4,18 +4,26 @@ Temporal Consistency Reinforcement for masked-diffusion language models (LLaDA).
 The public names are loaded lazily so that ``import lm_eval_temporal`` (which the
 lm-eval startup hook may trigger) costs nothing until one of them is used:
 
-- ``LLaDAConfig``, ``LLaDAModelLM`` (``lm_eval_temporal.llada``)
-- ``generate`` (``lm_eval_temporal.sampler``)
-- ``load_model`` (``lm_eval_temporal.loading``)
+- ``TemporalPipeline`` (``pipeline``): prompts -> per-step answers -> vote, TSE -> records
+- ``TemporalRecord`` (``record``): the one per-sample result; ``score`` (``metrics``)
+- ``SamplerConfig``, ``TemporalConfig`` (``config``): the settings objects
+- ``generate`` (``sampler``): the denoising loop with per-step capture
+- ``load_model`` / ``LoadedModel`` (``loading``), ``LLaDAConfig`` / ``LLaDAModelLM`` (``llada``)
 - modules ``answers`` (extraction/equivalence) and ``temporal`` (vote, TSE)
 """
 
 from __future__ import annotations
 
 import importlib
+
 __version__ = "0.1.0"
 
 _LAZY = {
+    "TemporalPipeline": "lm_eval_temporal.pipeline",
+    "TemporalRecord": "lm_eval_temporal.record",
+    "score": "lm_eval_temporal.metrics",
+    "SamplerConfig": "lm_eval_temporal.config",
+    "TemporalConfig": "lm_eval_temporal.config",
     "LLaDAConfig": "lm_eval_temporal.llada",
     "LLaDAModelLM": "lm_eval_temporal.llada",
     "generate": "lm_eval_temporal.sampler",
@@ -24,7 +32,7 @@ _LAZY = {
     "LoadedModel": "lm_eval_temporal.loading",
     "register": "lm_eval_temporal._startup",
 }
-_SUBMODULES = {"answers", "temporal", "llada", "sampler", "loading"}
+_SUBMODULES = {"answers", "temporal", "record", "metrics", "config", "pipeline", "llada", "sampler", "loading"}
 
 __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 

@@ -21,7 +21,6 @@ import sys
 
 MODEL_NAME = "llada_temporal"
 MODEL_TARGET = "lm_eval_temporal.backend:LLaDATemporalLM"
-_ENV_DISABLE = "LM_EVAL_TEMPORAL_DISABLE_HOOK"
 
 
 def task_dir() -> str:
@@ -78,8 +77,9 @@ _AFTER_IMPORT = {
 
 
 def watched_spec(finder, fullname, path=None, target=None):
-    """``find_spec`` for the watched modules: the real spec, its loader wrapped so that our
-    hook runs right after the module has executed. ``finder`` is skipped to avoid recursion."""
+    """``find_spec`` for the watched modules (called by the finder the ``.pth`` file installs):
+    the real spec, its loader wrapped so that our hook runs right after the module has
+    executed. ``finder`` is skipped to avoid recursion."""
     hook = _AFTER_IMPORT.get(fullname)
     if hook is None:
         return None
@@ -105,24 +105,3 @@ def watched_spec(finder, fullname, path=None, target=None):
 
     loader.exec_module = exec_then_hook
     return spec
-
-
-class _PostImportFinder:
-    """Finds nothing itself; see :func:`watched_spec`."""
-
-    find_spec = watched_spec
-
-
-def install() -> None:
-    """Install the post-import hooks (idempotent; honours LM_EVAL_TEMPORAL_DISABLE_HOOK)."""
-    if os.environ.get(_ENV_DISABLE, "").strip() not in ("", "0"):
-        return
-    if any(isinstance(f, _PostImportFinder) or type(f).__name__ == "_LmEvalTemporalHook" for f in sys.meta_path):
-        return
-    for name, hook in _AFTER_IMPORT.items():
-        if name in sys.modules:  # lm_eval imported before us: apply at once
-            try:
-                hook()
-            except Exception:
-                pass
-    sys.meta_path.insert(0, _PostImportFinder())

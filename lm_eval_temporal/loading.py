@@ -16,9 +16,11 @@ from typing import Any
 
 import torch
 
+from lm_eval_temporal.config import DTYPES as DTYPE_NAMES
+
 __all__ = ["LoadedModel", "load_model", "resolve_dtype"]
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+DTYPES = {n: getattr(torch, n) for n in DTYPE_NAMES if n != "auto"}  # "auto" is resolved per device
 # owner/name or name: what the hub accepts as a repository id.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 

@@ -1,7 +1,7 @@
 """Masked-diffusion sampling (LLaDA's semi-autoregressive block schedule) with per-step capture.
 
-Torch only: this module knows nothing about lm-eval, tokenizers or answers. The algorithm is
-DESIGN §2, step by step:
+Torch only: this module knows nothing about lm-eval, tokenizers or answers. The algorithm
+(docs/algorithm.md, "Sampling"), step by step:
 
 1. The canvas is the (left-padded) prompt followed by ``gen_length`` mask tokens.
 2. Blocks of ``block_length`` are denoised left to right, ``steps / num_blocks`` steps each;
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lm_eval_temporal.sampler_config import REMASKING, SamplerConfig  # noqa: F401  (re-exported)
+from lm_eval_temporal.config import SamplerConfig
 
-__all__ = ["SamplerConfig", "GenerationOutput", "generate"]
+__all__ = ["SamplerConfig", "GenerationOutput", "generate", "guided_logits"]
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 
@@ -48,15 +48,12 @@ class GenerationOutput:
     - ``trajectory``: int32 CPU tensor [B, steps, G], the ``x0`` of every step over the
       generation span (committed tokens plus the current guess for every masked position);
       ``trajectory[:, -1]`` equals the generated tokens. None unless ``capture=True``.
-    - ``commit_step``: LongTensor [B, G], the global step (0-based) at which each generated
-      position was written.
     - ``steps_run``: LongTensor [B], the forward steps each row used (``steps`` unless a
       ``step_callback`` stopped it early).
     """
 
     sequences: torch.Tensor
     trajectory: torch.Tensor | None
-    commit_step: torch.Tensor
     steps_run: torch.Tensor
 
 
@@ -161,21 +158,66 @@ def _uniform(
     return torch.stack([torch.rand(shape[1:], dtype=dtype, device=device, generator=g) for g in gens])
 
 
+def guided_logits(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    prompt_length: int,
+    cfg_scale: float,
+    mask_id: int,
+    prompt_real: torch.Tensor | None = None,
+    **forward_kwargs,
+) -> torch.Tensor:
+    """``model(x).logits``, with classifier-free guidance when ``cfg_scale > 0``:
+    ``uncond + (cfg_scale + 1) * (cond - uncond)``, where the unconditional copy has the real
+    prompt tokens (``prompt_real`` [B, prompt_length], default all of them) masked and padding
+    left as padding. Both copies run as one batch. The one CFG rule of the package (sampling
+    and the Monte-Carlo log-likelihood both call it)."""
+    if cfg_scale <= 0:
+        return model(input_ids=x, attention_mask=attention_mask, **forward_kwargs).logits
+    P = prompt_length
+    un = x.clone()
+    un[:, :P] = mask_id if prompt_real is None else torch.where(prompt_real, mask_id, x[:, :P])
+    both = model(input_ids=torch.cat([x, un]),
+                 attention_mask=None if attention_mask is None else torch.cat([attention_mask, attention_mask]),
+                 **forward_kwargs).logits
+    cond, uncond = both.chunk(2)
+    return uncond + (cfg_scale + 1) * (cond - uncond)
+
+
+
+def _config(config: SamplerConfig | None, settings: dict) -> SamplerConfig:
+    """The call's SamplerConfig: ``config``, or one built from the keyword form, never both."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    if config is not None:
+        if given:
+            raise ValueError(f"generate: pass either config= or the keyword settings, not both (got {', '.join(given)})")
+        if not isinstance(config, SamplerConfig):
+            raise ValueError(f"config: expected a SamplerConfig, got {type(config).__name__}")
+        return config.validate()
+    missing = [k for k in ("gen_length", "steps", "block_length") if k not in given]
+    if missing:
+        raise ValueError(f"generate: missing {', '.join(missing)} (or pass config=SamplerConfig(...))")
+    return SamplerConfig(**given).validate()
+
+
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    gen_length: int,
-    steps: int,
-    block_length: int,
-    temperature: float = 0.0,
-    cfg_scale: float = 0.0,
-    remasking: str = "low_confidence",
+    config: SamplerConfig | None = None,
+    gen_length: int | None = None,
+    steps: int | None = None,
+    block_length: int | None = None,
+    temperature: float | None = None,
+    cfg_scale: float | None = None,
+    remasking: str | None = None,
+    suppress_eos: bool | None = None,
     mask_id: int | None = None,
     eos_id: int | Sequence[int] | None = None,
-    suppress_eos: bool = False,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     capture: bool = False,
     step_callback: StepCallback | None = None,
@@ -183,6 +225,9 @@ def generate(
 ) -> GenerationOutput:
     """Denoise ``gen_length`` tokens after each (left-padded) prompt; see the module docstring.
 
+    The settings come as one ``config=SamplerConfig(...)`` or as keywords (``gen_length``,
+    ``steps``, ``block_length`` required; ``temperature`` 0, ``cfg_scale`` 0, ``remasking``
+    low_confidence and ``suppress_eos`` False by default), not both.
     ``model(input_ids=..., attention_mask=...)`` must return ``.logits`` [B, L, V]. ``mask_id``
     defaults to ``model.config.mask_token_id``; ``eos_id`` (used by ``suppress_eos``, which sets
     the EOS logits to -inf) to ``model.config.eos_token_id``. ``generator`` drives the Gumbel
@@ -194,11 +239,13 @@ def generate(
     top-1 minus top-2 logit of every generation position at this step (after the mask/EOS
     logits are removed; equal to log(p1 / p2)), NaN in rows that already stopped.
     """
-    cfg = SamplerConfig(gen_length, steps, block_length, temperature, cfg_scale, remasking, suppress_eos).validate()
+    settings = dict(gen_length=gen_length, steps=steps, block_length=block_length, temperature=temperature,
+                    cfg_scale=cfg_scale, remasking=remasking, suppress_eos=suppress_eos)
+    cfg = _config(config, settings)
     mask_id, eos = _check_inputs(model, input_ids, attention_mask, cfg, mask_id, eos_id, generator)
     device = input_ids.device
     B, P = input_ids.shape
-    G, spb = gen_length, cfg.steps_per_block
+    G, spb, steps, block_length = cfg.gen_length, cfg.steps_per_block, cfg.steps, cfg.block_length
 
     x = torch.cat([input_ids.long(), input_ids.new_full((B, G), mask_id, dtype=torch.long)], dim=1)
     am = None
@@ -209,7 +256,6 @@ def generate(
 
     positions = torch.arange(G, device=device)
     traj = torch.empty((B, steps, G), dtype=torch.int32, device=device) if capture else None
-    commit_step = torch.full((B, G), -1, dtype=torch.long, device=device)
     steps_run = torch.full((B,), steps, dtype=torch.long, device=device)
     # Early stopping state, only touched when a callback exists: `rows` indexes the rows still
     # running (None = all of them, the common path, which then indexes nothing).
@@ -221,16 +267,8 @@ def generate(
     keep = {"logits_to_keep": G} if _accepts_logits_to_keep(model) else {}
 
     def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
-        if cfg.cfg_scale > 0:
-            # The unconditional copy hides the real prompt tokens only; padding stays padding.
-            un = xa.clone()
-            un[:, :P] = torch.where(real, mask_id, xa[:, :P])
-            both = model(input_ids=torch.cat([xa, un]), attention_mask=None if ama is None else torch.cat([ama, ama]),
-                         **keep)
-            cond, uncond = both.logits[:, -G:].chunk(2)
-            logits = uncond + (cfg.cfg_scale + 1) * (cond - uncond)
-        else:
-            logits = model(input_ids=xa, attention_mask=ama, **keep).logits[:, -G:]
+        logits = guided_logits(model, xa, ama, prompt_length=P, cfg_scale=cfg.cfg_scale, mask_id=mask_id,
+                               prompt_real=real, **keep)[:, -G:]
         # The mask token is never a prediction: a committed position must hold a real token
         # (LLaDA gives it no mass anyway; a committed mask would silently re-open the position).
         logits[..., mask_id] = -torch.inf
@@ -275,17 +313,13 @@ def generate(
             order = conf.argsort(dim=1, descending=True, stable=True)
             commit = torch.zeros_like(candidate).scatter_(1, order, positions[None, :] < k[:, None])
             new_gen = torch.where(commit, x0, xg)
-            new_cs = commit_step[rows] if rows is not None else commit_step
-            new_cs = torch.where(commit, step, new_cs)
             if rows is None:
                 x[:, P:] = new_gen
-                commit_step = new_cs
                 x0_all = x0
                 if traj is not None:
                     traj[:, step] = x0
             else:
                 x[rows, P:] = new_gen
-                commit_step[rows] = new_cs
                 x0_all[rows] = x0
                 if traj is not None:
                     traj[rows, step] = x0.to(torch.int32)
@@ -310,7 +344,6 @@ def generate(
             # Stopped rows take the current prediction for every position still masked.
             still = (x[:, P:] == mask_id) & stop[:, None]
             x[:, P:] = torch.where(still, x0_all, x[:, P:])
-            commit_step = torch.where(still, step, commit_step)
             steps_run = torch.where(stop, step + 1, steps_run)
             active &= ~stop
             stopped_any = True
@@ -327,4 +360,4 @@ def generate(
             last = torch.minimum(torch.arange(steps, device=device)[None, :], steps_run[:, None] - 1)
             traj = traj.gather(1, last[:, :, None].expand(B, steps, G))
         trajectory = traj.cpu()
-    return GenerationOutput(sequences=x, trajectory=trajectory, commit_step=commit_step, steps_run=steps_run)
+    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run)

@@ -4,7 +4,7 @@ Every loader returns documents with the same fields, whatever the source:
 ``question`` (the problem as the paper words it), ``prompt`` (system prompt + question, the
 paper's zero-shot user message), ``gold`` (normalised gold answer) and ``_temporal``
 (``{"task": <answer parser>}``), the marker that tells the ``llada_temporal`` backend to
-attach its temporal summary (see :mod:`lm_eval_temporal.trace`).
+attach its temporal record (see :mod:`lm_eval_temporal.trace`).
 
 Set ``LM_EVAL_TEMPORAL_DATA`` to a folder laid out like the package's offline data
 (``gsm8k/test.jsonl``, ``svamp/test.jsonl``, ``math500/test.jsonl``,
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lm_eval_temporal import answers, trace
+from lm_eval_temporal import answers, metrics, trace
 
 DATA_ENV = "LM_EVAL_TEMPORAL_DATA"
 
@@ -172,27 +172,15 @@ def load_arith_chain(n: int = 300, seed: int = 1234, **_: Any):
     return {"test": datasets.Dataset.from_list(docs)}
 
 
-def _gold(doc: dict[str, Any]) -> Any:
-    return json.loads(doc["gold"])
-
-
-def answer_correct(answer: str | None, gold: Any, task: str) -> bool:
-    """Whether an already extracted answer matches the normalised gold."""
-    return answer is not None and answers.is_correct(answer, gold, task)
-
-
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
     """exact_match scores the returned text (the vote when voting is on); the temporal
     metrics come from the backend's trace and are NaN for backends that produce none."""
-    task = doc[trace.TRACE_KEY]["task"]
-    gold = _gold(doc)
-    text, summary = trace.split(results[0])
+    task, gold = trace.doc_marker(doc)
+    text, record = trace.split(results[0])
     out = {"exact_match": float(answers.is_correct(text, gold, task))}
-    if summary is None:
+    if record is None:
         out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan)
         return out
-    distinct = {a for a, _ in summary["answers"] if a is not None}
-    out["final_pass"] = float(answer_correct(summary["final"], gold, task))
-    out["ever_pass"] = float(any(answer_correct(a, gold, task) for a in distinct))
-    out["tse"] = float(summary["tse"])
+    s = metrics.score(record, gold, task=task)
+    out.update(final_pass=float(s.final_pass), ever_pass=float(s.ever_pass), tse=float(s.tse))
     return out

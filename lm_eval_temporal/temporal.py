@@ -4,9 +4,9 @@ Pure Python (no torch, and no dependency on :mod:`lm_eval_temporal.answers`): ev
 takes the sequence of answers parsed at denoising steps ``s = 0..T-1`` (``None`` = nothing
 parsed at that step) and an optional ``equivalent(a, b) -> bool``. ``equivalent=None`` clusters
 by exact string equality, which is what the paper's official code does ("exact" mode); pass
-``functools.partial(answers.equivalent, task=...)`` for semantic clusters.
+``answers.equivalence(task)`` for semantic clusters.
 
-Weights over the *global* step index ``s`` with ``T`` total steps (DESIGN §3):
+Weights over the *global* step index ``s`` with ``T`` total steps (docs/algorithm.md, "Voting"):
 ``fixed`` w = 1, ``linear`` w = (s + 1) / T, ``exp`` w = exp(alpha * s / T).
 
 Clustering is greedy in step order: each distinct answer string joins the first existing
@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+
+from lm_eval_temporal.config import WEIGHTINGS
 
 __all__ = [
     "WEIGHTINGS",
     "Cluster",
     "VoteResult",
-    "SampleStats",
     "step_weights",
     "cluster_answers",
     "vote",
@@ -38,10 +38,8 @@ __all__ = [
     "gated_vote",
     "RunningVote",
     "temporal_semantic_entropy",
-    "sample_stats",
 ]
 
-WEIGHTINGS = ("fixed", "linear", "exp")
 _TIE_REL = 1e-12
 
 Equivalence = Callable[[str, str], bool]
@@ -75,10 +73,6 @@ class Cluster:
     @property
     def last_step(self) -> int:
         return self.steps[-1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "members": list(self.members), "steps": list(self.steps),
-                "weight": self.weight, "share": self.share}
 
 
 def cluster_answers(
@@ -146,11 +140,6 @@ class VoteResult:
     cluster_weights: list[float] = field(default_factory=list)
     weight_share: float = 0.0
     clusters: list[Cluster] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["clusters"] = [c.to_dict() for c in self.clusters]
-        return d
 
 
 def vote(
@@ -378,84 +367,3 @@ def temporal_semantic_entropy(
         return 0.0
     h = -math.fsum(c.share * math.log(c.share) for c in clusters if c.share > 0) / math.log(base)
     return max(0.0, h)  # no -0.0 or -1e-17 from rounding
-
-
-@dataclass
-class SampleStats:
-    """Per-sample temporal statistics (JSON-serialisable through :meth:`to_dict`).
-
-    ``*_pass`` and ``first_gold_step`` are None when no gold matcher was given.
-    ``n_changes``: consecutive parsed steps (None steps skipped) whose answers fall in
-    different clusters. ``first_final_step``: first step whose answer is in the final
-    answer's cluster (None when the final step has no answer).
-    """
-
-    steps: int
-    final: str | None
-    vote: str | None
-    vote_step: int
-    vote_share: float
-    tse: float
-    n_parsed: int
-    n_clusters: int
-    n_changes: int
-    first_final_step: int | None
-    first_gold_step: int | None = None
-    final_pass: bool | None = None
-    vote_pass: bool | None = None
-    ever_pass: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def sample_stats(
-    answers: Sequence[str | None],
-    *,
-    gold_match: Callable[[str], bool] | None = None,
-    equivalent: Equivalence | None = None,
-    weighting: str = "exp",
-    alpha: float = 5.0,
-    tse_weighting: str = "exp",
-    tse_alpha: float = 12.8,
-    tse_skip_ratio: float = 0.5,
-    tse_include_none: bool = False,
-    tse_base: float = 2.0,
-) -> SampleStats:
-    """Final answer, vote, TSE, answer changes and (with ``gold_match``) pass flags.
-
-    ``gold_match(answer) -> bool`` is called at most once per distinct answer string.
-    """
-    T = len(answers)
-    v = vote(answers, weighting=weighting, alpha=alpha, equivalent=equivalent)
-    tse = temporal_semantic_entropy(
-        answers, weighting=tse_weighting, alpha=tse_alpha, skip_ratio=tse_skip_ratio,
-        include_none=tse_include_none, base=tse_base, equivalent=equivalent,
-    )
-    clusters, labels = cluster_answers(answers, equivalent)
-    parsed = [k for k in labels if k is not None]
-    n_changes = sum(1 for a, b in zip(parsed, parsed[1:]) if a != b)
-    final = answers[-1] if T else None
-    first_final = None
-    if final is not None:
-        k = labels[-1]
-        first_final = clusters[k].steps[0]
-    stats = SampleStats(
-        steps=T, final=final, vote=v.answer, vote_step=v.step, vote_share=v.weight_share, tse=tse,
-        n_parsed=len(parsed), n_clusters=len(clusters), n_changes=n_changes, first_final_step=first_final,
-    )
-    if gold_match is not None:
-        verdict: dict[str, bool] = {}
-
-        def ok(a: str | None) -> bool:
-            if a is None:
-                return False
-            if a not in verdict:
-                verdict[a] = bool(gold_match(a))
-            return verdict[a]
-
-        stats.final_pass = ok(final)
-        stats.vote_pass = ok(v.answer)
-        stats.first_gold_step = next((s for s, a in enumerate(answers) if ok(a)), None)
-        stats.ever_pass = stats.first_gold_step is not None
-    return stats

@@ -11,6 +11,7 @@ from lm_eval.api.instance import Instance
 
 from lm_eval_temporal import trace
 from lm_eval_temporal.backend import LLaDATemporalLM
+from lm_eval_temporal.record import TemporalRecord
 
 GEN = dict(gen_length=16, steps=8, block_length=8)
 
@@ -63,9 +64,9 @@ def test_sampling_is_seeded_and_batch_invariant(tiny_dir):
 def test_trace_only_for_our_documents(tiny_dir):
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), **GEN)
     ours, builtin = lm.generate_until([req("Q:1+2=?", marked_doc()), req("Q:1+2=?", {"question": "q"}, task="gsm8k")], disable_tqdm=True)
-    text, summary = trace.split(ours)
-    assert summary is not None and summary["steps"] == GEN["steps"]
-    assert len(trace.expand_runs(summary["answers"])) == GEN["steps"]
+    text, record = trace.split(ours)
+    assert record is not None and record.steps == GEN["steps"]
+    assert len(record.answers) == GEN["steps"]
     assert trace.MARKER not in builtin
     assert text == builtin  # same prompt, same settings: the trace is the only difference
 
@@ -74,12 +75,12 @@ def test_trajectory_file_records_every_request(tiny_dir, tmp_path):
     path = tmp_path / "sub" / "traj.jsonl"
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), trajectory_path=str(path), trajectory_text=True, **GEN)
     lm.generate_until([req(p, marked_doc("7"), doc_id=i, task="arith_chain") for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True)
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert sorted(r["doc_id"] for r in rows) == [0, 1, 2]
+    rows = [TemporalRecord.from_json(json.loads(line)) for line in path.read_text().splitlines()]
+    assert sorted(r.doc_id for r in rows) == [0, 1, 2]
     for r in rows:
-        assert r["task"] == "arith_chain" and r["answer_task"] == "gsm8k" and r["gold"] == "7"
-        assert len(r["answers"]) == len(r["weights"]) == len(r["step_texts"]) == GEN["steps"]
-        assert r["step_texts"][-1] == r["final_text"]
+        assert r.task == "arith_chain" and r.answer_task == "gsm8k" and r.gold == "7"
+        assert len(r.answers) == len(r.weights) == len(r.step_texts) == GEN["steps"]
+        assert r.step_texts[-1] == r.final_text
 
 
 def test_vote_returns_latest_step_of_winning_cluster_and_gsm8k_filters_read_it(tiny_dir, monkeypatch):
@@ -92,12 +93,12 @@ def test_vote_returns_latest_step_of_winning_cluster_and_gsm8k_filters_read_it(t
     tok = lm.tokenizer
     texts = ["ab #### 5", "ab #### 5", "ab #### 5", "a #### 5.0", "a #### 5.0", "#### 7", "#### 7", "#### 7"]
     rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    eos = lm.lm.eos_id
+    eos = lm.loaded.eos_id
     traj = torch.tensor([r + [eos] * (16 - len(r)) for r in rows], dtype=torch.int32)[None]
 
-    import lm_eval_temporal.backend as backend
+    import lm_eval_temporal.pipeline as pipeline
 
-    real = backend.generate
+    real = pipeline.generate
 
     def fake_generate(model, input_ids, attention_mask=None, **kw):
         out = real(model, input_ids, attention_mask, **kw)
@@ -105,7 +106,7 @@ def test_vote_returns_latest_step_of_winning_cluster_and_gsm8k_filters_read_it(t
         out.trajectory = traj.clone()
         return out
 
-    monkeypatch.setattr(backend, "generate", fake_generate)
+    monkeypatch.setattr(pipeline, "generate", fake_generate)
     response = lm.generate_until([req("Q", {"question": "q"}, task="gsm8k")], disable_tqdm=True)[0]
     assert response == "a #### 5.0"  # latest step of the winning cluster {5, 5.0}
     strict = get_filter("regex")(regex_pattern=r"#### (\-?[0-9\.\,]+)", group_select=0)

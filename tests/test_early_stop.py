@@ -11,6 +11,7 @@ from lm_eval.api.instance import Instance
 
 from lm_eval_temporal import trace
 from lm_eval_temporal.backend import LLaDATemporalLM
+from lm_eval_temporal.record import TemporalRecord
 
 G, STEPS = 16, 8  # one block, 2 tokens committed per step
 GEN = dict(gen_length=G, steps=STEPS, block_length=G)
@@ -76,37 +77,36 @@ def make_lm(tiny_dir, tmp_path=None, **kw) -> tuple[LLaDATemporalLM, ScriptedMod
     if tmp_path is not None:
         kw["trajectory_path"] = str(tmp_path / f"traj_{len(list(tmp_path.iterdir()))}.jsonl")
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), batch_size=4, **GEN, **kw)
-    scripted = ScriptedModel(lm.lm.model, lm.tokenizer, SCRIPTS, GAPS)
-    lm.lm.model = scripted
+    scripted = ScriptedModel(lm.loaded.model, lm.tokenizer, SCRIPTS, GAPS)
+    lm.loaded.model = scripted
     return lm, scripted
 
 
-def records(lm) -> dict[str, dict]:
-    lm._trajectory_file.flush()
-    rows = [json.loads(x) for x in lm.trajectory_file_path.read_text().splitlines()]
-    return {"ABC"[r["doc_id"]]: r for r in rows}
+def records(lm) -> dict[str, TemporalRecord]:
+    rows = [TemporalRecord.from_json(json.loads(x)) for x in lm.trajectory_file_path.read_text().splitlines()]
+    return {"ABC"[r.doc_id]: r for r in rows}
 
 
 REQS = [req("A", 0), req("B", 1), req("C", 2)]
 
 
 def test_off_by_default_and_never_installs_a_callback(tiny_dir, monkeypatch):
-    import lm_eval_temporal.backend as backend
+    import lm_eval_temporal.pipeline as pipeline
 
     lm, _ = make_lm(tiny_dir)
     assert lm.opts.early_stop == "none"
     seen = []
-    real = backend.generate
+    real = pipeline.generate
 
     def spy(*a, **kw):
-        seen.append(sorted(k for k in kw if "callback" in k))
+        seen.append(sorted(k for k, v in kw.items() if "callback" in k and v))
         return real(*a, **kw)
 
-    monkeypatch.setattr(backend, "generate", spy)
+    monkeypatch.setattr(pipeline, "generate", spy)
     out = lm.generate_until(REQS, disable_tqdm=True)
     assert seen == [[]]  # the sampler runs exactly as before: no callback, no gap
     for text in out:
-        assert "steps_run" not in trace.split(text)[1]
+        assert trace.split(text)[1].steps_run == STEPS
 
 
 def test_off_is_bit_identical_to_a_stop_rule_that_never_fires(tiny_dir, tmp_path):
@@ -115,7 +115,7 @@ def test_off_is_bit_identical_to_a_stop_rule_that_never_fires(tiny_dir, tmp_path
     a, b = off.generate_until(REQS, disable_tqdm=True), never.generate_until(REQS, disable_tqdm=True)
     for x, y in zip(a, b):
         (tx, sx), (ty, sy) = trace.split(x), trace.split(y)
-        assert sy.pop("steps_run") == STEPS
+        assert sy.steps_run == STEPS
         assert (tx, sx) == (ty, sy)
     ra, rb = records(off), records(never)
     assert ra == rb  # every field, steps_run (= STEPS) included
@@ -126,14 +126,14 @@ def test_stable_stops_settled_rows_only(tiny_dir, tmp_path):
     out = lm.generate_until(REQS, disable_tqdm=True)
     rec = records(lm)
     # A: "5" wins from step 0 with share 1.0; held for 3 steps at step 2 -> 3 forward passes.
-    assert rec["A"]["steps_run"] == 3 and rec["A"]["answers"] == ["5"] * 3
-    assert len(rec["A"]["weights"]) == 3 and rec["A"]["steps"] == STEPS
-    assert trace.split(out[0])[0] == "#### 5".rjust(G, "x") and trace.split(out[0])[1]["steps_run"] == 3
+    assert rec["A"].steps_run == 3 and rec["A"].answers == ["5"] * 3
+    assert len(rec["A"].weights) == 3 and rec["A"].steps == STEPS
+    assert trace.split(out[0])[0] == "#### 5".rjust(G, "x") and trace.split(out[0])[1].steps_run == 3
     # B alternates 5/7: the winner's share never reaches 0.9, so it runs every step.
-    assert rec["B"]["steps_run"] == STEPS
+    assert rec["B"].steps_run == STEPS
     # C settles on 9 from step 3; exp weights (alpha 5, T 8) give 9 the majority at step 3
     # (w3 = e^1.875 > w0+w1+w2); the share reaches 0.9 at step 6 (9 held since step 3).
-    assert rec["C"]["steps_run"] == 7 and rec["C"]["final"] == "9"
+    assert rec["C"].steps_run == 7 and rec["C"].final == "9"
     assert scripted.calls == STEPS  # the batch ran until its last row finished
 
 
@@ -144,8 +144,8 @@ def test_stable_rows_match_their_unstopped_runs_up_to_the_stop(tiny_dir, tmp_pat
     stop.generate_until(REQS, disable_tqdm=True)
     rf, rs = records(full), records(stop)
     for k in "ABC":
-        n = rs[k]["steps_run"]
-        assert rs[k]["answers"] == rf[k]["answers"][:n]
+        n = rs[k].steps_run
+        assert rs[k].answers == rf[k].answers[:n]
     assert rs["B"] == rf["B"]  # a row that never stops is untouched by the others stopping
 
 
@@ -154,12 +154,12 @@ def test_confidence_stops_on_the_staged_gap(tiny_dir, tmp_path):
     lm.generate_until(REQS, disable_tqdm=True)
     rec = records(lm)
     # Stages over 8 steps: steps 0-2 need 8, 3-5 need 5, 6-7 need 3.
-    assert rec["A"]["steps_run"] == 1  # gap 10 >= 8 at step 0
-    assert rec["B"]["steps_run"] == 7  # gap 4 first clears a threshold (3) at step 6
-    assert rec["C"]["steps_run"] == STEPS  # gap 2 never does
+    assert rec["A"].steps_run == 1  # gap 10 >= 8 at step 0
+    assert rec["B"].steps_run == 7  # gap 4 first clears a threshold (3) at step 6
+    assert rec["C"].steps_run == STEPS  # gap 2 never does
     lm1, _ = make_lm(tiny_dir, tmp_path, early_stop="confidence", stop_gap=4)
     lm1.generate_until(REQS, disable_tqdm=True)
-    assert {k: r["steps_run"] for k, r in records(lm1).items()} == {"A": 1, "B": 1, "C": STEPS}
+    assert {k: r.steps_run for k, r in records(lm1).items()} == {"A": 1, "B": 1, "C": STEPS}
 
 
 def test_overlap_worker_changes_nothing(tiny_dir, tmp_path):
@@ -167,7 +167,6 @@ def test_overlap_worker_changes_nothing(tiny_dir, tmp_path):
     on, _ = make_lm(tiny_dir, tmp_path, overlap=True)
     off, _ = make_lm(tiny_dir, tmp_path, overlap=False)
     assert on.generate_until(reqs, disable_tqdm=True) == off.generate_until(reqs, disable_tqdm=True)
-    on._trajectory_file.flush(), off._trajectory_file.flush()
     assert on.trajectory_file_path.read_text() == off.trajectory_file_path.read_text()
 
 
@@ -176,11 +175,11 @@ def test_gated_vote_in_the_backend(tiny_dir, tmp_path):
     lm, _ = make_lm(tiny_dir, tmp_path, vote="gated", gate_window=4, gate_share=0.9)
     out = lm.generate_until(REQS, disable_tqdm=True)
     rec = records(lm)
-    assert rec["C"]["gate_kept_final"] is True and rec["C"]["vote"] == "9"
-    assert rec["B"]["gate_kept_final"] is False
-    assert rec["B"]["method"] == "gated" and trace.split(out[1])[1]["method"] == "gated"
+    assert rec["C"].gate_kept_final is True and rec["C"].vote == "9"
+    assert rec["B"].gate_kept_final is False
+    assert rec["B"].method == "gated" and trace.split(out[1])[1].method == "gated"
     # B's fallback is the exp vote: 7 holds the later (heavier) steps 1, 3, 5, 7.
-    assert rec["B"]["vote"] == "7"
+    assert rec["B"].vote == "7"
 
 
 def test_step_texts_equal_decoding_every_step(tiny_dir):
@@ -194,25 +193,26 @@ def test_step_texts_equal_decoding_every_step(tiny_dir):
     traj[6, 10:] = 1  # EOS from position 10 ...
     traj[7] = traj[6]
     traj[7, 12] = 50  # ... so a change after it does not change the text
-    traj[9, 0] = lm.stop_ids[0]  # empty text
+    decoder = lm.pipeline.decoder
+    traj[9, 0] = decoder.stop_ids[0]  # empty text
     for stops in ([], ["a"], ["#", "b"]):
         naive = []
         for row in traj.tolist():
-            end = next((i for i, t in enumerate(row) if t in set(lm.stop_ids.tolist())), len(row))
+            end = next((i for i, t in enumerate(row) if t in set(decoder.stop_ids.tolist())), len(row))
             text = lm.tokenizer.decode(row[:end], skip_special_tokens=True)
             for s in stops:
                 if s in text:
                     text = text[: text.index(s)]
             naive.append(text)
-        assert lm._step_texts(traj, stops) == naive
-        assert lm._texts(traj, stops) == naive
+        assert decoder.step_texts(traj, stops) == naive
+        assert decoder.texts(traj, stops) == naive
 
 
 def test_stop_min_holds_every_row_until_its_step(tiny_dir, tmp_path):
     # stop_min 0.5 of 8 steps: no stop before step 4 (5 forward passes at least).
     lm, _ = make_lm(tiny_dir, tmp_path, early_stop="stable", stop_window=3, stop_min=0.5)
     lm.generate_until(REQS, disable_tqdm=True)
-    assert {k: r["steps_run"] for k, r in records(lm).items()} == {"A": 5, "B": STEPS, "C": 7}
+    assert {k: r.steps_run for k, r in records(lm).items()} == {"A": 5, "B": STEPS, "C": 7}
     lm, _ = make_lm(tiny_dir, tmp_path, early_stop="confidence", stop_gap=4, stop_min=0.5)
     lm.generate_until(REQS, disable_tqdm=True)
-    assert {k: r["steps_run"] for k, r in records(lm).items()} == {"A": 5, "B": 5, "C": STEPS}
+    assert {k: r.steps_run for k, r in records(lm).items()} == {"A": 5, "B": 5, "C": STEPS}

@@ -1,4 +1,4 @@
-"""LLaDA model: strict loading of the real checkpoint layout, and the architecture of DESIGN §5
+"""LLaDA model: strict loading of the real checkpoint layout, and the architecture of docs/algorithm.md ("LLaDA checkpoints")
 checked against a naive re-implementation working from the raw state dict."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def checkpoint(tmp_path_factory):
 
 
 def naive_forward(sd: dict[str, torch.Tensor], ids: torch.Tensor, theta: float = 500000.0, eps: float = 1e-5) -> torch.Tensor:
-    """DESIGN §5 written out for one unpadded sequence in float64."""
+    """docs/algorithm.md ("LLaDA checkpoints") written out for one unpadded sequence in float64."""
     sd = {k: v.double() for k, v in sd.items()}
     hd = D // H
     L = ids.shape[0]

@@ -56,8 +56,8 @@ def test_four_tasks_report_four_metrics_log_samples_and_cache(tiny_dir, tmp_path
     # the samples log carries the per-step answers
     (samples,) = glob.glob(str(tmp_path / "run1" / "**" / "samples_svamp_*.jsonl"), recursive=True)
     first = json.loads(Path(samples).read_text().splitlines()[0])
-    text, summary = trace.split(first["resps"][0][0])
-    assert summary is not None and len(trace.expand_runs(summary["answers"])) == 8
+    text, record = trace.split(first["resps"][0][0])
+    assert record is not None and len(record.answers) == 8
 
     # a second run is served entirely from the cache and gives identical results
     r2 = lm_eval(*common, "--output_path", str(tmp_path / "run2"), cwd=tmp_path)

@@ -81,3 +81,60 @@ def test_early_stop_arguments_are_named(kwargs, fragment):
     with pytest.raises(ValueError, match=None) as e:
         parse_options(kwargs)
     assert fragment in str(e.value)
+
+
+def test_misspelled_argument_gets_a_suggestion():
+    with pytest.raises(ValueError) as e:
+        parse_options({"gen_lenght": 32})
+    assert "unknown model argument(s) for llada_temporal: gen_lenght. Did you mean gen_length?" in str(e.value)
+    assert "Accepted: pretrained, revision, dtype" in str(e.value)
+    with pytest.raises(ValueError, match="unknown model argument"):
+        parse_options({"gen_lenght": ""})  # an empty value does not hide an unknown name
+
+
+def test_special_cases_of_model_args():
+    assert parse_options({"batch_size": "auto:4"}).batch_size == 8
+    assert parse_options({"max_batch_size": "64"}).max_batch_size == 64
+    o = parse_options({"gen_length": "", "steps": None, "vote": " none ", "answer_task": "MATH", "revision": "null"})
+    assert (o.gen_length, o.steps, o.vote, o.answer_task, o.revision) == (None, None, "none", "math500", None)
+    with pytest.raises(ValueError, match="pretrained='': expected a path, a hub id or 'embedded'"):
+        parse_options({"pretrained": ""})
+    assert parse_options({"stop_gap": [8, 5, 3]}).stop_gap == (8.0, 5.0, 3.0)
+
+
+def test_temporal_settings_come_as_one_object():
+    from dataclasses import fields
+
+    from lm_eval_temporal.config import TemporalConfig
+
+    o = parse_options({"vote": "gated", "stop_gap": "6", "tse_skip": "0.25", "early_stop": "confidence"})
+    t = o.temporal
+    assert isinstance(t, TemporalConfig)
+    assert (t.vote, t.stop_gap, t.tse_skip, t.early_stop, t.gap_thresholds) == ("gated", (6.0,), 0.25, "confidence",
+                                                                                 (6.0, 6.0, 6.0))
+    assert parse_options({}).temporal == TemporalConfig()
+    # Shared settings are checked by the same rule in both classes.
+    rules = {f.name: f.metadata for f in fields(TemporalConfig)}
+    assert all(f.metadata == rules[f.name] for f in fields(o) if f.name in rules)
+
+
+def test_dtype_tables_agree():
+    from lm_eval_temporal.config import DTYPES
+    from lm_eval_temporal.loading import DTYPES as TORCH_DTYPES, resolve_dtype
+    from lm_eval_temporal.tcr.config import load_config
+
+    assert set(TORCH_DTYPES) == set(DTYPES) - {"auto"}
+    for name in DTYPES:
+        assert parse_options({"dtype": name}).dtype == name
+        assert load_config(None, ["--dtype", name]).dtype == name
+        resolve_dtype(name)
+
+
+def test_option_parsing_imports_neither_torch_nor_lm_eval():
+    import subprocess
+    import sys
+
+    code = ("import sys, lm_eval_temporal.coerce, lm_eval_temporal.options, lm_eval_temporal.config, "
+            "lm_eval_temporal.tcr.config; print(sorted(m for m in ('torch', 'lm_eval') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

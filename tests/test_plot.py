@@ -1,7 +1,7 @@
 """``lm-eval-temporal plot``: files written, numbers in the report, clear errors.
 
-Correctness is replaced by string equality in every test, so these tests do not depend on
-``lm_eval_temporal.answers`` (math-verify) and the expected numbers are unambiguous.
+Correctness is replaced by string equality in every test (``answers.is_correct``, which
+``metrics.score`` calls), so the expected numbers are unambiguous.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from lm_eval_temporal import plot  # noqa: E402
+from lm_eval_temporal import answers, plot  # noqa: E402
+from lm_eval_temporal.plot import figures  # noqa: E402
+from lm_eval_temporal.plot.samples import score_all  # noqa: E402
 from lm_eval_temporal.cli import main  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +30,7 @@ def _equal(answer, gold, answer_task):
 
 @pytest.fixture(autouse=True)
 def string_equality(monkeypatch):
-    monkeypatch.setattr(plot, "_answer_correct", _equal)
+    monkeypatch.setattr(answers, "is_correct", _equal)
 
 
 def _rec(doc_id, gold, answers, vote, tse, task="gsm8k_temporal", answer_task="gsm8k", method="exp"):
@@ -94,12 +96,12 @@ def test_plot_command_writes_pngs_and_self_contained_report(tmp_path, capsys):
 
 def test_numbers_and_curves_by_hand(tmp_path):
     samples = plot.load_trajectories(_write(tmp_path / "t.jsonl", RECORDS))
-    plot._score(samples)
+    score_all(samples)
     st = plot.summarize(samples)
     assert (st["n"], st["n_gold"]) == (5, 4)
     assert st["final_pass"] == 0.5 and st["ever_pass"] == 0.75 and st["vote_acc"] == 0.75
     assert st["mean_tse"] == pytest.approx(0.32)
-    x, at, ever, label = plot._accuracy_curves([s for s in samples if s.has_gold])
+    x, at, ever, label = figures.accuracy_curves([s for s in samples if s.has_gold])
     assert x == [0, 1, 2, 3] and label == "denoising step"
     assert at == [0.25, 0.75, 0.25, 0.5]
     assert ever == [0.25, 0.75, 0.75, 0.75]
@@ -107,10 +109,10 @@ def test_numbers_and_curves_by_hand(tmp_path):
 
 def test_samples_are_picked_across_outcomes(tmp_path):
     samples = plot.load_trajectories(_write(tmp_path / "t.jsonl", RECORDS))
-    plot._score(samples)
+    score_all(samples)
     # vote fixes, then wrong, then right; records without gold only after those ran out
-    assert [s.doc_id for s in plot.choose_samples(samples, 3)] == [1, 2, 3]
-    assert [s.doc_id for s in plot.choose_samples(samples, 99)] == [1, 2, 3, 0, 4]
+    assert [s.record.doc_id for s in plot.choose_samples(samples, 3)] == [1, 2, 3]
+    assert [s.record.doc_id for s in plot.choose_samples(samples, 99)] == [1, 2, 3, 0, 4]
     assert plot.choose_samples(samples, 0) == []
 
 
@@ -150,13 +152,11 @@ def test_rank_files_glob_and_old_layout(tmp_path):
     assert len(plot.load_trajectories(tmp_path / "run.jsonl")) == 5  # the trajectory_path given
     assert len(plot.load_trajectories(str(tmp_path / "run.rank*.jsonl"))) == 5
     assert len(plot.load_trajectories([tmp_path / "run.rank0.jsonl", tmp_path / "run.rank1.jsonl"])) == 5
-    # Before the fix, "task" held the answer parser and there was no "answer_task".
-    old = {k: v for k, v in RECORDS[0].items() if k != "answer_task"} | {"task": "gsm8k"}
-    # ... and a samples-log style run-length "answers" list reads the same.
-    rl = dict(RECORDS[1], answers=[[None, 1], ["5", 1], ["7", 2]])
-    a, b = plot.load_trajectories(_write(tmp_path / "old.jsonl", [old, rl]))
-    assert (a.task, a.answer_task) == ("gsm8k", "gsm8k")
-    assert b.answers == RECORDS[1]["answers"]
+    # Version 1 lines held a plain list of answers; version 2 run-length pairs: both read the same.
+    rl = dict(RECORDS[1], answers=[[None, 1], ["5", 1], ["7", 2]], v=2)
+    a, b = plot.load_trajectories(_write(tmp_path / "old.jsonl", [RECORDS[1], rl]))
+    assert a.record.answers == b.record.answers == RECORDS[1]["answers"]
+    assert (a.task, a.record.answer_task) == ("gsm8k_temporal", "gsm8k")
 
 
 def test_errors_are_clear(tmp_path, capsys):
@@ -194,10 +194,11 @@ def test_missing_matplotlib_says_which_extra(tmp_path, monkeypatch):
         plot.plot_trajectories(_write(tmp_path / "t.jsonl", RECORDS), tmp_path / "o")
 
 
-def test_correctness_comes_from_tasks(monkeypatch):
-    tasks = pytest.importorskip("lm_eval_temporal.tasks")  # needs answers.py
-    monkeypatch.undo()  # the real plot._answer_correct
+def test_correctness_comes_from_the_one_scorer(tmp_path, monkeypatch):
+    """plot scores through metrics.score, which judges with answers.is_correct."""
     calls = []
-    monkeypatch.setattr(tasks, "answer_correct", lambda a, g, t: calls.append((a, g, t)) or True)
-    assert plot._answer_correct("18", "18", "gsm8k") is True
-    assert calls == [("18", "18", "gsm8k")]
+    monkeypatch.setattr(answers, "is_correct", lambda a, g, t: calls.append((a, g, t)) or a == g)
+    (s,) = plot.load_trajectories(_write(tmp_path / "one.jsonl", RECORDS[:1]))
+    score_all([s])
+    assert sorted(calls) == [("18", "18", "gsm8k")]  # once per distinct answer, with the record's parser
+    assert s.final_ok and s.ever_ok and s.vote_ok

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from lm_eval_temporal import answers as A
 from lm_eval_temporal.answers import equivalent, extract_answer, is_correct
+from lm_eval_temporal.answers import verify as V  # the math-verify helper's globals live here
 
 REPO = Path(__file__).resolve().parent.parent
 # Generous: a single call is microseconds to milliseconds; this only catches hangs.
@@ -143,8 +144,8 @@ def test_from_a_subprocess():
 def test_helper_that_hangs_is_killed_and_replaced(monkeypatch):
     """The hard bound: a helper stuck in uninterruptible work is killed after timeout + grace."""
     hung = "import sys\nsys.stdout.write('[\"ready\"]\\n'); sys.stdout.flush()\nimport time\ntime.sleep(600)\n"
-    monkeypatch.setattr(A, "_BOOT", hung)
-    monkeypatch.setattr(A, "_KILL_GRACE_S", 0.2)
+    monkeypatch.setattr(V, "_BOOT", hung)
+    monkeypatch.setattr(V, "_KILL_GRACE_S", 0.2)
     w = A._MathWorker()
     w.disabled = False
     t = time.perf_counter()
@@ -157,13 +158,13 @@ def test_helper_that_hangs_is_killed_and_replaced(monkeypatch):
 
 
 def test_helper_unavailable_falls_back_in_process(monkeypatch):
-    monkeypatch.setattr(A, "_BOOT", "raise SystemExit(3)")
+    monkeypatch.setattr(V, "_BOOT", "raise SystemExit(3)")
     w = A._MathWorker()
     w.disabled = False
     for _ in range(3):
         assert w.equal("a", "b", 1.0) is None
     assert w.disabled  # after three failed starts
-    monkeypatch.setattr(A, "_WORKER", w)
+    monkeypatch.setattr(V, "_WORKER", w)
     A._equivalent_cached.cache_clear()
     assert equivalent("\\sqrt{36}", "6", "math500")  # in-process math-verify
     A._equivalent_cached.cache_clear()
@@ -198,4 +199,4 @@ def test_property_math_equivalence_never_crashes(a, b):
     assert r in (True, False)
     assert equivalent(b, a, "math500") == r  # symmetric
     assert is_correct(a, b, "math500") in (True, False)
-    assert time.perf_counter() - t < A.MATH_TIMEOUT_S + A._KILL_GRACE_S + 5
+    assert time.perf_counter() - t < A.MATH_TIMEOUT_S + V._KILL_GRACE_S + 5

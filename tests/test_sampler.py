@@ -1,4 +1,4 @@
-"""The sampler against an independent, deliberately naive reference of DESIGN §2."""
+"""The sampler against an independent, deliberately naive reference of docs/algorithm.md (Sampling)."""
 
 from __future__ import annotations
 
@@ -30,11 +30,26 @@ def model64(tmp_path_factory):
     return load_model(str(d), dtype="float64", device="cpu").model
 
 
+def generate_with_commits(model, ids, attn=None, callback=None, **gen):
+    """generate() plus the global step at which each generated position was committed, read
+    off the ``still_masked`` the step callback sees (a row that stops commits the rest then)."""
+    seen = []
+
+    def observe(step, x0, still_masked):
+        seen.append(still_masked.clone())
+        return callback(step, x0, still_masked) if callback else None
+
+    out = generate(model, ids, attn, step_callback=observe, **gen)
+    done = ~torch.stack(seen, dim=1)  # [B, steps seen, G]
+    first = torch.where(done.any(1), done.int().argmax(1), done.shape[1])
+    return out, torch.minimum(first, (out.steps_run - 1)[:, None])
+
+
 @torch.no_grad()
 def reference_generate(model, prompt, *, gen_length, steps, block_length, temperature=0.0, cfg_scale=0.0,
                        remasking="low_confidence", mask_id=MASK_ID, eos_id=EOS_ID, suppress_eos=False,
                        generator=None):
-    """DESIGN §2 for one unpadded prompt, one position at a time. Returns (tokens, trajectory)."""
+    """docs/algorithm.md (Sampling) for one unpadded prompt, one position at a time. Returns (tokens, trajectory)."""
     P, G = len(prompt), gen_length
     x = list(prompt) + [mask_id] * G
     num_blocks = G // block_length
@@ -151,13 +166,14 @@ def test_property_any_schedule_matches_reference(model64, num_blocks, block_leng
     gen = dict(gen_length=num_blocks * block_length, steps=num_blocks * per_block, block_length=block_length,
                cfg_scale=cfg_scale, temperature=temperature, remasking=remasking)
     ids, attn = left_pad(prompts)
-    out = generate(model64, ids, attn, capture=True, generator=[torch.Generator().manual_seed(r) for r in range(len(prompts))], **gen)
+    gens = [torch.Generator().manual_seed(r) for r in range(len(prompts))]
+    out, commit_step = generate_with_commits(model64, ids, attn, capture=True, generator=gens, **gen)
     P = ids.shape[1]
     for r, prompt in enumerate(prompts):
         tokens, trajectory = reference_generate(model64, prompt, generator=torch.Generator().manual_seed(r), **gen)
         assert out.sequences[r, P:].tolist() == tokens[len(prompt):]
         assert out.trajectory[r].tolist() == trajectory
-    assert (out.commit_step >= 0).all() and (out.commit_step < gen["steps"]).all()
+    assert (commit_step >= 0).all() and (commit_step < gen["steps"]).all()
 
 
 @pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(remasking="random")], ids=["gumbel", "random"])
@@ -173,28 +189,29 @@ def test_same_seed_same_output_different_seed_different_output(model64, settings
 def test_capture_never_changes_tokens_and_last_capture_is_the_output(model64):
     ids, attn = left_pad(PROMPTS)
     gen = dict(gen_length=12, steps=6, block_length=4, temperature=0.7)
-    off = generate(model64, ids, attn, generator=torch.Generator().manual_seed(3), **gen)
-    on = generate(model64, ids, attn, generator=torch.Generator().manual_seed(3), capture=True, **gen)
+    off, off_commits = generate_with_commits(model64, ids, attn, generator=torch.Generator().manual_seed(3), **gen)
+    on, on_commits = generate_with_commits(model64, ids, attn, generator=torch.Generator().manual_seed(3),
+                                           capture=True, **gen)
     assert off.trajectory is None
     assert torch.equal(off.sequences, on.sequences)
-    assert torch.equal(off.commit_step, on.commit_step)
+    assert torch.equal(off_commits, on_commits)
     assert on.trajectory.dtype == torch.int32 and on.trajectory.device.type == "cpu"
     assert torch.equal(on.trajectory[:, -1].long(), on.sequences[:, ids.shape[1]:])
 
 
 def test_commit_schedule_and_outputs_metadata(model64):
     ids, attn = left_pad(PROMPTS)
-    out = generate(model64, ids, attn, gen_length=10, steps=4, block_length=5, capture=True)
+    out, commit_step = generate_with_commits(model64, ids, attn, gen_length=10, steps=4, block_length=5, capture=True)
     assert isinstance(out, GenerationOutput)
     assert out.steps_run.tolist() == [4, 4, 4]
     assert not (out.sequences == MASK_ID).any()
     # Block 0 (positions 0-4) commits 3 then 2 tokens at steps 0, 1; block 1 at steps 2, 3.
-    for row in out.commit_step.tolist():
+    for row in commit_step.tolist():
         assert sorted(row[:5]) == [0, 0, 0, 1, 1] and sorted(row[5:]) == [2, 2, 2, 3, 3]
     # A committed token never changes in later captures.
     P = ids.shape[1]
     steps = torch.arange(4)[None, :, None]
-    committed = out.commit_step[:, None, :] <= steps
+    committed = commit_step[:, None, :] <= steps
     final = out.sequences[:, None, P:].expand(-1, 4, -1)
     assert torch.equal(out.trajectory.long()[committed], final[committed])
 
@@ -239,10 +256,12 @@ def test_step_callback_none_or_false_is_bit_identical(model64):
         seen.append((step, x0.shape, still_masked.shape, int(still_masked.sum())))
         return None if step % 2 else torch.zeros(len(PROMPTS), dtype=torch.bool)
 
-    hooked = generate(model64, ids, attn, generator=torch.Generator().manual_seed(5), step_callback=never, **gen)
+    hooked, hooked_commits = generate_with_commits(model64, ids, attn, generator=torch.Generator().manual_seed(5),
+                                                   callback=never, **gen)
+    _, plain_commits = generate_with_commits(model64, ids, attn, generator=torch.Generator().manual_seed(5), **gen)
     assert torch.equal(plain.sequences, hooked.sequences)
     assert torch.equal(plain.trajectory, hooked.trajectory)
-    assert torch.equal(plain.commit_step, hooked.commit_step)
+    assert torch.equal(plain_commits, hooked_commits)
     assert [s for s, *_ in seen] == [0, 1, 2, 3]
     assert all(shape == (3, 8) and mshape == (3, 8) for _, shape, mshape, _ in seen)
     assert [n for *_, n in seen] == [3 * 6, 3 * 4, 3 * 2, 0]  # masked count after each step
@@ -257,14 +276,14 @@ def test_step_callback_stops_rows_early(model64):
     def stop_row1_at_2(step, x0, still_masked):
         return torch.tensor([False, step == 2, False])
 
-    out = generate(counting, ids, attn, step_callback=stop_row1_at_2, **gen)
+    out, commit_step = generate_with_commits(counting, ids, attn, callback=stop_row1_at_2, **gen)
     assert counting.calls == 8
     assert out.steps_run.tolist() == [8, 3, 8]
     P = ids.shape[1]
     # Row 1 committed its step-2 prediction everywhere; later captures repeat it.
     assert torch.equal(out.sequences[1, P:], plain.trajectory[1, 2].long())
     assert all(torch.equal(out.trajectory[1, s], plain.trajectory[1, 2]) for s in range(2, 8))
-    assert out.commit_step[1].max() == 2
+    assert commit_step[1].max() == 2
     assert not (out.sequences == MASK_ID).any()
     # The other rows are untouched by row 1 leaving the batch.
     for r in (0, 2):
@@ -291,8 +310,9 @@ class ConstantModel(torch.nn.Module):
 
 
 def test_ties_commit_leftmost_first_and_mask_token_is_never_predicted():
-    out = generate(ConstantModel(), torch.tensor([[4, 5]]), gen_length=96, steps=48, block_length=48, capture=True)
-    assert out.commit_step[0].tolist() == [i // 2 for i in range(96)]
+    out, commit_step = generate_with_commits(ConstantModel(), torch.tensor([[4, 5]]), gen_length=96, steps=48,
+                                             block_length=48, capture=True)
+    assert commit_step[0].tolist() == [i // 2 for i in range(96)]
     assert out.sequences[0, 2:].tolist() == [7] * 96
     assert out.trajectory[0, 0].tolist() == [7] * 96
 
@@ -327,6 +347,21 @@ GOOD = dict(gen_length=8, steps=4, block_length=4)
 def test_bad_settings_raise_value_error(model64, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(model64, torch.tensor([PROMPTS[0]]), **{**GOOD, **kwargs})
+
+
+def test_config_object_equals_keyword_form_and_not_both(model64):
+    ids, attn = left_pad(PROMPTS)
+    cfg = SamplerConfig(gen_length=8, steps=4, block_length=4, temperature=0.7)
+    a = generate(model64, ids, attn, config=cfg, generator=torch.Generator().manual_seed(1), capture=True)
+    b = generate(model64, ids, attn, generator=torch.Generator().manual_seed(1), capture=True, gen_length=8, steps=4,
+                 block_length=4, temperature=0.7)
+    assert torch.equal(a.sequences, b.sequences) and torch.equal(a.trajectory, b.trajectory)
+    with pytest.raises(ValueError, match="either config= or the keyword settings"):
+        generate(model64, ids, attn, config=cfg, steps=4)
+    with pytest.raises(ValueError, match="missing block_length"):
+        generate(model64, ids, attn, gen_length=8, steps=4)
+    with pytest.raises(ValueError, match="config: expected a SamplerConfig"):
+        generate(model64, ids, attn, config={"gen_length": 8})
 
 
 def test_sampler_config_validate_returns_self():

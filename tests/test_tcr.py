@@ -150,9 +150,10 @@ def test_group_advantages():
 
 
 def _estimator_batch(loaded):
-    from lm_eval_temporal.tcr.rollout import encode_prompts
+    from lm_eval_temporal.decode import encode_prompt, left_pad
 
-    ids, attn = encode_prompts(loaded.tokenizer, ["Q:1+2=?\nA:", "Q:12+35-7=?\nA:", "Q:3=?\nA:"], loaded.pad_id)
+    ids, attn = left_pad([encode_prompt(loaded.tokenizer, t) for t in ["Q:1+2=?\nA:", "Q:12+35-7=?\nA:", "Q:3=?\nA:"]],
+                         loaded.pad_id)
     comp = torch.randint(5, 100, (3, 6), generator=torch.Generator().manual_seed(0))
     return ids, attn, comp
 
@@ -337,6 +338,35 @@ def test_config_overrides_and_errors(tmp_path):
     f.write_text("max_steps: true\n")
     with pytest.raises(config.ConfigError, match="max_steps=True: expected an integer"):
         config.load_config(f)
+
+
+def test_answer_task_aliases_and_key_suggestions(tmp_path):
+    # The evaluation's alias works for training too, from YAML, the command line and code.
+    f = tmp_path / "c.yaml"
+    f.write_text("answer_task: math\n")
+    assert config.load_config(f).task == "math500"
+    assert config.load_config(None, ["--answer_task", "math"]).answer_task == "math500"
+    assert config.TCRConfig(answer_task="math").validate().task == "math500"
+    with pytest.raises(config.ConfigError, match="answer_task='mmlu': expected one of gsm8k"):
+        config.load_config(None, ["--answer_task", "mmlu"])
+    f.write_text("num_iteratons: 3\n")
+    with pytest.raises(config.ConfigError, match=r"c.yaml: unknown key 'num_iteratons'\. Did you mean num_iterations"):
+        config.load_config(f)
+    with pytest.raises(config.ConfigError, match="unknown key 'gen_lenght'. Did you mean gen_length"):
+        config.parse_overrides(["--gen_lenght", "8"])
+
+
+def test_single_key_rules_hold_for_configs_built_in_code():
+    for kw, msg in [(dict(lora_r=0), "lora_r=0: expected an integer >= 1"),
+                    (dict(tse_skip=1.0), r"tse_skip=1.0: expected a number in \[0, 1\)"),
+                    (dict(epsilon=0.0), "epsilon=0.0: expected a number > 0"),
+                    (dict(rewards=["tse", "vibes"]), "unknown value.*'vibes'"),
+                    (dict(dtype="int8"), "dtype='int8': expected one of auto, float32")]:
+        with pytest.raises(config.ConfigError, match=msg):
+            config.TCRConfig(**kw).validate()
+    c = config.TCRConfig(lora_alpha=8, dtype="float64").validate()
+    assert isinstance(c.lora_alpha, float) and c.sampler == config.TCRConfig().sampler
+    assert config.load_config(None, ["--gen_prefix", ""]).prefix == ""  # "" is a string here, not null
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):

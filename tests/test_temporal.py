@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from functools import partial
@@ -10,7 +9,7 @@ from functools import partial
 import pytest
 
 from lm_eval_temporal import answers, temporal
-from lm_eval_temporal.temporal import sample_stats, step_weights, temporal_semantic_entropy, vote
+from lm_eval_temporal.temporal import step_weights, temporal_semantic_entropy, vote
 
 E = math.e
 
@@ -133,36 +132,17 @@ def test_equivalence_called_once_per_distinct_pair_and_fast():
     assert per_call < 1e-3, f"vote + TSE on 256 steps took {per_call * 1e6:.0f} us"
 
 
-def test_sample_stats_by_hand():
+def test_vote_share_and_tse_by_hand():
     seq = [None, "5", "7", "7", "5", "5"]
-    s = sample_stats(seq, gold_match=lambda a: a == "5", weighting="fixed")
-    assert (s.final, s.vote, s.vote_step, s.final_pass, s.vote_pass, s.ever_pass) == ("5", "5", 5, True, True, True)
-    assert (s.n_changes, s.first_final_step, s.first_gold_step, s.n_parsed, s.n_clusters) == (2, 1, 1, 5, 2)
-    assert s.vote_share == pytest.approx(3 / 5)
+    r = vote(seq, weighting="fixed")
+    assert (r.answer, r.step, r.weight_share) == ("5", 5, pytest.approx(3 / 5))
+    assert [c.answer for c in r.clusters] == ["5", "7"] and r.clusters[0].steps == [1, 4, 5]
     # kept steps 3, 4, 5 (skip half of 6): 7, 5, 5 with exp(12.8 s / 6) weights
     w = [math.exp(12.8 * k / 6) for k in (3, 4, 5)]
     p = w[0] / sum(w)
-    assert s.tse == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
-    s7 = sample_stats(seq, gold_match=lambda a: a == "7", weighting="fixed")
-    assert (s7.final_pass, s7.vote_pass, s7.ever_pass, s7.first_gold_step) == (False, False, True, 2)
-    none = sample_stats(seq)
-    assert (none.final_pass, none.vote_pass, none.ever_pass, none.first_gold_step) == (None, None, None, None)
-    assert sample_stats([None, None]).to_dict() == {
-        "steps": 2, "final": None, "vote": None, "vote_step": 1, "vote_share": 0.0, "tse": 0.0,
-        "n_parsed": 0, "n_clusters": 0, "n_changes": 0, "first_final_step": None, "first_gold_step": None,
-        "final_pass": None, "vote_pass": None, "ever_pass": None,
-    }
-    calls = []
-    sample_stats(["1"] * 50 + ["2"] * 50, gold_match=lambda a: calls.append(a) or a == "2")
-    assert sorted(calls) == ["1", "2"]  # once per distinct answer
-
-
-def test_results_are_json_serialisable():
-    r = vote(["1", None, "2", "2"], equivalent=partial(answers.equivalent, task="gsm8k"))
-    d = json.loads(json.dumps(r.to_dict()))
-    assert d["answer"] == "2" and d["clusters"][0]["steps"] == [2, 3]
-    s = sample_stats(["1", None, "2", "2"], gold_match=lambda a: a == "2")
-    assert json.loads(json.dumps(s.to_dict()))["ever_pass"] is True
+    assert temporal_semantic_entropy(seq) == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
+    nothing = vote([None, None])
+    assert (nothing.answer, nothing.step, nothing.weight_share, nothing.clusters) == (None, 1, 0.0, [])
 
 
 # ---------------------------------------------------------------- gated vote, running vote
@@ -188,7 +168,7 @@ def test_gated_vote_falls_back_to_the_vote_when_unsettled():
     # fixed weights over the window: C = 1/3; fallback fixed vote: B (3 steps) wins.
     assert (r.kept_final, r.answer, r.step) == (False, "B", 3)
     assert r.gate_share == pytest.approx(1 / 3)
-    assert r.to_dict()["answer"] == vote(seq, weighting="fixed").answer
+    assert r.answer == vote(seq, weighting="fixed").answer
     # Final step unparsed: never kept; the exp vote decides (A = 1, B = e + e^2 + e^3).
     r = temporal.gated_vote(["A", "B", "B", "B", None], window=2, share=0.5)
     assert (r.kept_final, r.answer, r.gate_share) == (False, "B", 0.0)

@@ -7,14 +7,13 @@ in the YAML file, and every error names the key, the value and what it accepts.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from lm_eval_temporal.sampler_config import REMASKING, SamplerConfig, schedule_error
+from lm_eval_temporal.coerce import check_names, coerce_fields, like, option
+from lm_eval_temporal.config import SamplerConfig, TemporalConfig, schedule_error
+from lm_eval_temporal.options import ANSWER_TASKS, BackendOptions, task_alias
 
 __all__ = [
     "ConfigError",
@@ -30,14 +29,12 @@ __all__ = [
 REWARDS = ("tse", "accuracy", "format", "confidence")
 SCORING_RULES = ("spherical", "brier", "logarithmic")
 DATASETS = ("arith_chain", "gsm8k", "svamp")
-ANSWER_TASKS = ("gsm8k", "svamp", "math500", "countdown", "generic")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
-CLUSTERS = ("equivalence", "exact")
 RESUME = ("auto", "never")  # or a checkpoint directory
 REPORTERS = ("auto", "jsonl", "tensorboard", "wandb")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
+_SHARE = dict(lo=0.0, hi=1.0, hi_open=True)  # a share or probability in [0, 1)
 
 
 class ConfigError(ValueError):
@@ -47,77 +44,78 @@ class ConfigError(ValueError):
 @dataclass
 class TCRConfig:
     """Every TCR setting. Defaults are the paper's (LLaDA-8B-Instruct, diffu-GRPO + TSE reward),
-    except the model and data, which default to the embedded tiny model on ``arith_chain``."""
+    except the model and data, which default to the embedded tiny model on ``arith_chain``.
+    Settings shared with evaluation take their rules from the backend's and sampler's classes."""
 
     # --- model
-    pretrained: str = "embedded"  # "embedded", a local folder or a hub id
+    pretrained: str = like(BackendOptions, "pretrained")  # "embedded", a local folder or a hub id
     revision: str | None = None
-    dtype: str = "auto"
+    dtype: str = like(BackendOptions, "dtype")
     trust_remote_code: bool = False
-    mask_id: int | None = None
+    mask_id: int | None = like(BackendOptions, "mask_id")
     gradient_checkpointing: bool = False
     # --- LoRA (only the transformer blocks; the LM head shares the name ff_out)
-    lora_r: int = 128
-    lora_alpha: float = 64.0
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    lora_r: int = option(128, lo=1)
+    lora_alpha: float = option(64.0, lo=0.0)
+    lora_dropout: float = option(0.05, **_SHARE)
+    lora_target_modules: list[str] = option(list(LORA_TARGETS), choices=LORA_TARGETS)
     lora_include_head: bool = False
     # --- data
-    dataset: str = "arith_chain"
-    answer_task: str | None = None  # answer parser; None = the dataset's own
+    dataset: str = option("arith_chain", choices=DATASETS)
+    answer_task: str | None = option(None, choices=ANSWER_TASKS[1:], parse=task_alias)  # None = the dataset's own
     data_dir: str | None = None  # None = $LM_EVAL_TEMPORAL_DATA, else the Hugging Face Hub
-    max_train_prompts: int | None = None  # arith_chain: size of the generated pool (default 5000)
+    max_train_prompts: int | None = option(None, lo=1)  # arith_chain: size of the generated pool (default 5000)
     chat_template: bool = False
     gen_prefix: str | None = None  # appended to every prompt; None = "<reasoning>" for gsm8k/svamp
     # --- rollouts
     num_generations: int = 6  # G, completions per prompt
-    gen_length: int = 256
-    steps: int = 128
-    block_length: int = 32
-    temperature: float = 0.9
-    remasking: str = "low_confidence"
-    cfg_scale: float = 0.0
-    suppress_eos: bool = False
-    rollout_batch_size: int | None = None  # rows per sampler call; None = the whole micro-batch
+    gen_length: int = like(SamplerConfig, "gen_length", 256)
+    steps: int = like(SamplerConfig, "steps", 128)
+    block_length: int = like(SamplerConfig, "block_length", 32)
+    temperature: float = like(SamplerConfig, "temperature", 0.9)
+    remasking: str = like(SamplerConfig, "remasking")
+    cfg_scale: float = like(SamplerConfig, "cfg_scale")
+    suppress_eos: bool = like(SamplerConfig, "suppress_eos")
+    rollout_batch_size: int | None = option(None, lo=1)  # rows per sampler call; None = the whole micro-batch
     # --- objective
-    prompts_per_batch: int = 1  # prompts per micro-batch and process
-    gradient_accumulation_steps: int = 1
-    num_iterations: int = 12  # mu
-    epsilon: float = 0.5
-    beta: float = 0.04
-    p_mask_prompt: float = 0.15
+    prompts_per_batch: int = option(1, lo=1)  # prompts per micro-batch and process
+    gradient_accumulation_steps: int = option(1, lo=1)
+    num_iterations: int = option(12, lo=1)  # mu
+    epsilon: float = option(0.5, lo=0.0, lo_open=True)
+    beta: float = option(0.04, lo=0.0)
+    p_mask_prompt: float = option(0.15, **_SHARE)
     scale_rewards: bool = False  # divide advantages by the group's std
-    logprob_batch_size: int | None = None  # rows per log-prob forward; None = the micro-batch
+    logprob_batch_size: int | None = option(None, lo=1)  # rows per log-prob forward; None = the micro-batch
     # --- rewards
-    rewards: list[str] = field(default_factory=lambda: ["tse"])
-    tse_weight: float = 2.0
-    accuracy_weight: float = 1.0
-    format_weight: float = 1.0
-    confidence_weight: float = 1.0
-    scoring_rule: str = "spherical"
-    tse_alpha: float = 12.8
-    tse_skip: float = 0.5
-    cluster: str = "equivalence"
+    rewards: list[str] = option(["tse"], choices=REWARDS)
+    tse_weight: float = option(2.0, lo=0.0)
+    accuracy_weight: float = option(1.0, lo=0.0)
+    format_weight: float = option(1.0, lo=0.0)
+    confidence_weight: float = option(1.0, lo=0.0)
+    scoring_rule: str = option("spherical", choices=SCORING_RULES)
+    tse_alpha: float = like(TemporalConfig, "tse_alpha")
+    tse_skip: float = like(TemporalConfig, "tse_skip")
+    cluster: str = like(TemporalConfig, "cluster")
     # --- optimisation
-    learning_rate: float = 3e-6
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
+    learning_rate: float = option(3e-6, lo=0.0)
+    adam_beta1: float = option(0.9, **_SHARE)
+    adam_beta2: float = option(0.99, **_SHARE)
     adam_epsilon: float = 1e-8
-    weight_decay: float = 0.1
-    max_grad_norm: float = 0.2
-    lr_scheduler: str = "constant"
-    warmup_steps: int = 0
-    max_steps: int = 120  # optimizer steps; one rollout round every num_iterations steps
-    mixed_precision: str = "no"
+    weight_decay: float = option(0.1, lo=0.0)
+    max_grad_norm: float = option(0.2, lo=0.0)
+    lr_scheduler: str = option("constant", choices=SCHEDULERS)
+    warmup_steps: int = option(0, lo=0)
+    max_steps: int = option(120, lo=1)  # optimizer steps; one rollout round every num_iterations steps
+    mixed_precision: str = option("no", choices=MIXED_PRECISION)
     seed: int = 42
     # --- bookkeeping
     output_dir: str = "runs/tcr"
-    save_steps: int = 0  # 0 = no intermediate checkpoints; else a multiple of num_iterations
-    save_total_limit: int | None = 2
+    save_steps: int = option(0, lo=0)  # 0 = no intermediate checkpoints; else a multiple of num_iterations
+    save_total_limit: int | None = option(2, lo=1)
     resume: str = "auto"  # auto (latest checkpoint in output_dir), never, or a checkpoint folder
-    report_to: list[str] = field(default_factory=lambda: ["auto"])
+    report_to: list[str] = option(["auto"], choices=REPORTERS)
     cpu: bool = False  # force CPU even where accelerators exist
-    num_threads: int | None = None
+    num_threads: int | None = option(None, lo=1)
     progress: bool = True
 
     # ------------------------------------------------------------------ derived values
@@ -144,53 +142,25 @@ class TCRConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> TCRConfig:
-        """Cross-field checks; raises :class:`ConfigError` naming the keys involved."""
+        """Every key's rule, then the cross-field checks; raises :class:`ConfigError` naming the keys."""
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
 
-        for name, choices in (
-            ("dtype", DTYPES),
-            ("dataset", DATASETS),
-            ("remasking", REMASKING),
-            ("scoring_rule", SCORING_RULES),
-            ("cluster", CLUSTERS),
-            ("lr_scheduler", SCHEDULERS),
-            ("mixed_precision", MIXED_PRECISION),
-        ):
-            v = getattr(self, name)
-            need(v in choices, f"{name}={v!r}: expected one of {', '.join(choices)}")
-        if self.answer_task is not None:
-            need(self.answer_task in ANSWER_TASKS, f"answer_task={self.answer_task!r}: expected one of {', '.join(ANSWER_TASKS)}")
-        for name, allowed in (("rewards", REWARDS), ("report_to", REPORTERS), ("lora_target_modules", LORA_TARGETS)):
-            values = getattr(self, name)
-            bad = [v for v in values if v not in allowed]
-            need(not bad, f"{name}: unknown value(s) {', '.join(map(repr, bad))}; accepted: {', '.join(allowed)}")
+        # The one-key rules (types, choices, bounds) are the fields'; this also normalises a
+        # config built in code (math -> math500, 8 -> 8.0) the way a loaded one is.
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in _coerce(values, "").items():
+            setattr(self, name, value)
         need(bool(self.rewards), "rewards: give at least one of " + ", ".join(REWARDS))
         need(len(set(self.rewards)) == len(self.rewards), f"rewards={self.rewards}: each reward at most once")
         need(bool(self.lora_target_modules), "lora_target_modules: give at least one module name")
-        for name in ("lora_r", "num_generations", "gen_length", "steps", "block_length", "prompts_per_batch",
-                     "gradient_accumulation_steps", "num_iterations", "max_steps"):
-            need(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: expected an integer >= 1")
-        for name in ("rollout_batch_size", "logprob_batch_size", "max_train_prompts", "num_threads", "save_total_limit"):
-            v = getattr(self, name)
-            need(v is None or v >= 1, f"{name}={v}: expected an integer >= 1 or null")
         need(self.num_generations >= 2, f"num_generations={self.num_generations}: a group needs at least 2 completions "
              "(advantages are rewards minus the group mean)")
         err = schedule_error(self.gen_length, self.steps, self.block_length)
         need(err is None, str(err))
         need(self.temperature > 0, f"temperature={self.temperature}: TCR needs sampled rollouts (temperature > 0)")
-        for name in ("cfg_scale", "beta", "tse_alpha", "learning_rate", "weight_decay", "max_grad_norm",
-                     "tse_weight", "accuracy_weight", "format_weight", "confidence_weight", "lora_alpha"):
-            need(getattr(self, name) >= 0, f"{name}={getattr(self, name)}: expected a number >= 0")
-        need(self.epsilon > 0, f"epsilon={self.epsilon}: expected a number > 0")
-        need(0 <= self.p_mask_prompt < 1, f"p_mask_prompt={self.p_mask_prompt}: expected a number in [0, 1)")
-        need(0 <= self.tse_skip < 1, f"tse_skip={self.tse_skip}: expected a number in [0, 1)")
-        need(0 <= self.lora_dropout < 1, f"lora_dropout={self.lora_dropout}: expected a number in [0, 1)")
-        need(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam_beta1/adam_beta2: expected numbers in [0, 1)")
-        need(self.warmup_steps >= 0, f"warmup_steps={self.warmup_steps}: expected an integer >= 0")
-        need(self.save_steps >= 0, f"save_steps={self.save_steps}: expected an integer >= 0")
         # Checkpoints are taken between rollout rounds, so that a resumed run regenerates nothing.
         need(self.save_steps % self.num_iterations == 0,
              f"save_steps={self.save_steps} must be a multiple of num_iterations={self.num_iterations} "
@@ -201,109 +171,16 @@ class TCRConfig:
         return self
 
 
-_FIELDS = {f.name: f for f in fields(TCRConfig)}
-_HINTS = typing.get_type_hints(TCRConfig)
-
-
-def _kind(name: str) -> tuple[type, bool]:
-    """(base type, optional) of a field, from its annotation."""
-    hint = _HINTS[name]
-    optional = False
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        optional = type(None) in args
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is list:
-        return list, optional
-    return hint, optional
-
-
-def _unknown(name: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(name, list(_FIELDS), n=3)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    return ConfigError(f"{where}: unknown key {name!r}.{hint} Accepted keys: {', '.join(_FIELDS)}")
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-_NULL = ("null", "none", "~")
-
-
-def _coerce(name: str, value: Any, where: str) -> Any:
-    """Convert ``value`` (YAML-typed, or a command-line string) to the field's type."""
-    base, optional = _kind(name)
-    is_str = isinstance(value, str)
-    # "" means null except for strings, where it is a legitimate value (gen_prefix: "").
-    if value is None or (is_str and (value.strip().lower() in _NULL or (not value.strip() and base is not str))):
-        if optional:
-            return None
-        raise ConfigError(f"{where}: {name} cannot be null")
-    bad = ConfigError(f"{where}: {name}={value!r}: expected {_describe(base, optional)}")
-    if base is bool:
-        if isinstance(value, bool):
-            return value
-        if is_str and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        raise bad
-    if base is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if is_str:
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise bad
-    if base is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            out = float(value)
-        elif is_str:
-            try:
-                out = float(value.strip())  # also "1e-5", which YAML 1.1 reads as a string
-            except ValueError:
-                raise bad from None
-        else:
-            raise bad
-        if out != out or out in (float("inf"), float("-inf")):
-            raise bad
-        return out
-    if base is list:
-        if is_str:
-            s = value.strip()
-            if s.startswith("[") and s.endswith("]"):
-                s = s[1:-1]
-            items = [x.strip().strip("'\"") for x in s.split(",")]
-            return [x for x in items if x]
-        if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
-            return list(value)
-        raise bad
-    if base is str:
-        if is_str:
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise bad
-    raise AssertionError(f"unhandled field type for {name}")  # pragma: no cover
-
-
-def _describe(base: type, optional: bool) -> str:
-    s = {bool: "true or false", int: "an integer", float: "a number", list: "a list (YAML list or a,b,c)",
-         str: "a string"}[base]
-    return s + (" or null" if optional else "")
+def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
+    prefix = f"{where}: " if where else ""
+    return coerce_fields(TCRConfig, values, where=prefix, unknown_label=prefix + "unknown key {quoted}",
+                         error=ConfigError)
 
 
 def _from_mapping(data: dict[str, Any], base: TCRConfig | None, where: str) -> TCRConfig:
     cfg = dataclasses.replace(base) if base is not None else TCRConfig()
-    for key, value in data.items():
-        if key not in _FIELDS:
-            raise _unknown(str(key), where)
-        setattr(cfg, key, _coerce(key, value, where))
+    for key, value in _coerce(data, where).items():
+        setattr(cfg, key, value)
     return cfg
 
 
@@ -349,8 +226,7 @@ def parse_overrides(argv: list[str]) -> dict[str, str]:
             value = argv[i + 1]
             i += 2
         key = key.replace("-", "_")
-        if key not in _FIELDS:
-            raise _unknown(key, "command line")
+        check_names(TCRConfig, [key], unknown_label="command line: unknown key {quoted}", error=ConfigError)
         if key in out:
             raise ConfigError(f"override --{key} given twice")
         out[key] = value

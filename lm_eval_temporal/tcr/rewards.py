@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 from lm_eval_temporal import answers, temporal
@@ -54,10 +54,6 @@ def _per_item(value: Any, n: int, name: str) -> list[Any]:
     return value
 
 
-def _equivalence(task: str, cluster: str) -> Callable[[str, str], bool] | None:
-    return None if cluster == "exact" else partial(answers.equivalent, task=task)
-
-
 def tse_values(
     step_answers: Sequence[Sequence[str | None]],
     task: str | Sequence[str],
@@ -71,7 +67,7 @@ def tse_values(
     return [
         float(
             temporal.temporal_semantic_entropy(
-                list(sa), weighting="exp", alpha=tse_alpha, skip_ratio=tse_skip, equivalent=_equivalence(t, cluster)
+                list(sa), weighting="exp", alpha=tse_alpha, skip_ratio=tse_skip, equivalent=answers.equivalence(t, cluster)
             )
         )
         for sa, t in zip(step_answers, tasks)

@@ -16,6 +16,7 @@ lm_eval_temporal.cli tcr --config ...``. Each process draws its own prompts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,12 +31,14 @@ from typing import Any
 
 import torch
 
+from lm_eval_temporal.config import TemporalConfig
+from lm_eval_temporal.pipeline import TemporalPipeline
 from lm_eval_temporal.tcr.advantages import group_advantages
 from lm_eval_temporal.tcr.config import ConfigError, TCRConfig, load_config
 from lm_eval_temporal.tcr.data import PromptOrder, Problem, format_prompt, load_problems
 from lm_eval_temporal.tcr.logprobs import completion_logprobs
 from lm_eval_temporal.tcr.loss import grpo_loss
-from lm_eval_temporal.tcr.rewards import build_rewards, combine, tse_values
+from lm_eval_temporal.tcr.rewards import build_rewards, combine
 from lm_eval_temporal.tcr.rollout import Rollout, rollout
 
 __all__ = ["TCRTrainer", "derive_seed", "lora_target_regex", "latest_checkpoint", "run_from_cli"]
@@ -164,8 +167,6 @@ class TCRTrainer:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.mask_id = int(loaded.mask_id)
-        self.pad_id = loaded.pad_id if loaded.pad_id is not None else (loaded.eos_id if loaded.eos_id is not None else 0)
-        self.stop_ids = loaded.stop_ids
 
         model = loaded.model
         model.to(acc.device)
@@ -188,6 +189,11 @@ class TCRTrainer:
             cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps
         )
         self.model, self.optimizer = acc.prepare(model, optimizer)
+        # Rollouts run through the prepared model, so that FSDP / ZeRO-3 gather their shards.
+        self.pipeline = TemporalPipeline(
+            dataclasses.replace(loaded, model=self.model),
+            TemporalConfig(vote="none", cluster=cfg.cluster, tse_alpha=cfg.tse_alpha, tse_skip=cfg.tse_skip),
+        )
 
         self.problems = problems if problems is not None else load_problems(
             cfg.dataset, data_dir=cfg.data_dir, limit=cfg.max_train_prompts, seed=cfg.seed
@@ -252,22 +258,8 @@ class TCRTrainer:
         n = len(probs) * cfg.num_generations
         seeds = [derive_seed("rollout", cfg.seed, rnd, acc.process_index, micro, i) for i in range(n)]
         with acc.autocast():
-            return rollout(
-                self.model,
-                self.tokenizer,
-                texts,
-                [p.gold for p in probs],
-                task=cfg.task,
-                group_size=cfg.num_generations,
-                seeds=seeds,
-                sampler=cfg.sampler,
-                mask_id=self.mask_id,
-                pad_id=self.pad_id,
-                eos_id=self.loaded.eos_id,
-                stop_ids=self.stop_ids,
-                batch_size=cfg.rollout_batch_size,
-                device=acc.device,
-            )
+            return rollout(self.pipeline, texts, [p.gold for p in probs], task=cfg.task, group_size=cfg.num_generations,
+                           seeds=seeds, sampler=cfg.sampler, batch_size=cfg.rollout_batch_size)
 
     def _mask_seeds(self, rnd: int, it: int, micro: int, n: int) -> list[int]:
         return [derive_seed("mask", self.cfg.seed, rnd, it, self.accelerator.process_index, micro, i) for i in range(n)]
@@ -317,8 +309,7 @@ class TCRTrainer:
             vals["reward"] += tot
             for n in names:
                 vals[f"reward/{n}"] += pt[n]
-            vals["tse"] += tse_values(ro.step_answers, ro.task, tse_alpha=cfg.tse_alpha, tse_skip=cfg.tse_skip,
-                                      cluster=cfg.cluster)
+            vals["tse"] += [r.tse for r in ro.records]
             if "accuracy" in pt:
                 vals["accuracy"] += pt["accuracy"]
             else:

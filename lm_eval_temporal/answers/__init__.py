@@ -1,0 +1,54 @@
+"""Answer extraction and equivalence per task (pure Python; no torch, no lm_eval).
+
+The backend, the task metrics, TCR rewards, the plots and the benchmarks all need the same
+answer for the same generation, and the temporal vote needs to know when two step answers are
+the same answer; this package is that single source. Public API (stable):
+
+- :func:`extract_answer` ``(text, task) -> str | None``: the canonical answer in a generation.
+- :func:`equivalent` ``(a, b, task) -> bool``: whether two *extracted* answers are the same
+  answer (cached per distinct pair; symmetric); :func:`equivalence` ``(task, cluster)`` gives
+  it bound to a task, or None for exact-string clustering.
+- :func:`is_correct` ``(text, gold, task) -> bool``: the answer in ``text`` matches ``gold``.
+- :func:`normalize_gold` ``(gold, task)``: the gold answer in the form the two above expect.
+- :data:`TASKS` (names), :data:`TASK_ALIASES`, :func:`canonical_task`; :func:`answer_task`
+  gives a task's :class:`AnswerTask` entry.
+
+Tasks: ``gsm8k`` and ``svamp`` (numbers, :mod:`.numeric`), ``math500`` (alias ``math``; LaTeX
+answers, :mod:`.latex`, with math-verify in :mod:`.verify`), ``countdown`` (arithmetic
+expressions over given numbers, :mod:`.countdown`) and ``generic`` (:mod:`.generic`). Where
+answers are looked for is shared (:mod:`.text`); the per-task rules are one table
+(:mod:`.registry`). Every step is bounded in time: inputs are capped
+(:data:`MAX_TEXT_CHARS`, :data:`MAX_ANSWER_CHARS`), arithmetic is parsed, never ``eval``-ed,
+and math-verify runs in a helper process killed after :data:`MATH_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+from lm_eval_temporal.answers.api import (
+    _equivalent_cached,
+    _extract_cached,
+    equivalence,
+    equivalent,
+    extract_answer,
+    is_correct,
+    normalize_gold,
+)
+from lm_eval_temporal.answers.registry import TASK_ALIASES, TASKS, AnswerTask, answer_task, canonical_task
+from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS
+from lm_eval_temporal.answers.verify import MATH_TIMEOUT_S, _MathWorker
+
+__all__ = [
+    "TASKS",
+    "TASK_ALIASES",
+    "MAX_TEXT_CHARS",
+    "MAX_ANSWER_CHARS",
+    "MATH_TIMEOUT_S",
+    "AnswerTask",
+    "answer_task",
+    "canonical_task",
+    "equivalence",
+    "extract_answer",
+    "equivalent",
+    "is_correct",
+    "normalize_gold",
+]

@@ -1,0 +1,121 @@
+"""The entry points every caller uses, and the policies that hold for every task.
+
+Answer checking runs inside evaluations and training loops that must not die on a bad
+generation, so these functions never raise for any text (only for an unknown task name), cap
+what they read, and cache results: the same step answers and pairs recur across hundreds of
+denoising steps, and math equivalence can cost a math-verify call. Per-task rules come from
+:mod:`.registry`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache, partial
+from typing import Any, Callable
+
+from lm_eval_temporal.answers.latex import clean_math
+from lm_eval_temporal.answers.registry import REGISTRY, answer_task, canonical_task
+from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS, clean, coerce_text
+
+# Cache only texts up to this size: bigger ones are rare and would pin memory.
+_CACHE_TEXT_CHARS = 16_384
+_CLUSTERS = ("equivalence", "exact")
+
+
+@lru_cache(maxsize=32_768)
+def _extract_cached(text: str, task: str) -> str | None:
+    return REGISTRY[task].extract(clean(text))
+
+
+def extract_answer(text: str | None, task: str) -> str | None:
+    """The canonical answer stated in ``text`` for ``task``, or None if nothing parses.
+
+    Never raises for any ``text`` (None, bytes, numbers and arbitrary strings are accepted);
+    raises ValueError only for an unknown ``task``. Results are cached per (text, task).
+    """
+    task = canonical_task(task)
+    s = coerce_text(text)
+    if not s:
+        return None
+    try:
+        if len(s) > _CACHE_TEXT_CHARS:
+            return _extract_cached.__wrapped__(s[-MAX_TEXT_CHARS:], task)
+        return _extract_cached(s, task)
+    except Exception:  # noqa: BLE001 - a parser bug must not take an evaluation down
+        return None
+
+
+@lru_cache(maxsize=65_536)
+def _equivalent_cached(a: str, b: str, task: str) -> bool:
+    return REGISTRY[task].equivalent(a, b)
+
+
+def equivalent(a: str | None, b: str | None, task: str) -> bool:
+    """Whether two extracted answers are the same answer for ``task`` (symmetric, cached).
+
+    None is never equivalent to anything (a step without an answer casts no vote).
+    """
+    task = canonical_task(task)
+    a, b = coerce_text(a), coerce_text(b)
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    if len(a) > MAX_TEXT_CHARS or len(b) > MAX_TEXT_CHARS:
+        return False
+    if b < a:  # one cache entry per unordered pair
+        a, b = b, a
+    try:
+        return _equivalent_cached(a, b, task)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def equivalence(task: str, cluster: str = "equivalence") -> Callable[[str, str], bool] | None:
+    """The answer-equivalence callable clustering uses for ``task``: None for ``cluster="exact"``
+    (answers group by string), else :func:`equivalent` bound to ``task``."""
+    if cluster == "exact":
+        return None
+    if cluster == "equivalence":
+        return partial(equivalent, task=task)
+    raise ValueError(f"cluster={cluster!r}: expected one of {', '.join(_CLUSTERS)}")
+
+
+def normalize_gold(gold: Any, task: str) -> Any:
+    """The gold answer in canonical, JSON-serialisable form; ValueError if it is malformed.
+
+    - gsm8k / svamp: a number string (``"18"``, ``"0.5"``) from ``"...#### 18"`` text, a
+      number string such as ``"1,000"`` or ``"18.0"``, or an int/float.
+    - math500: the LaTeX answer string (a surrounding ``\\boxed{}`` or ``$...$`` removed).
+    - countdown: ``[[a, b, c], target]`` from that list/tuple, from ``("a,b,c", "t")`` or from a
+      ``{"input": "a,b,c", "output": "t"}`` row (ints where the values are whole).
+    - generic: the stripped string (numbers normalised).
+    Already-normalised golds come back unchanged.
+    """
+    return answer_task(task).normalize_gold(gold)
+
+
+def is_correct(text: str | None, gold: Any, task: str) -> bool:
+    """Whether the answer in ``text`` matches ``gold`` (any format :func:`normalize_gold` takes).
+
+    ``text`` may be a whole generation or an already extracted answer. Malformed golds and
+    unparsable texts give False; raises ValueError only for an unknown ``task``.
+    """
+    t = answer_task(task)
+    try:
+        g = t.normalize_gold(gold)
+    except ValueError:
+        return False
+    s = coerce_text(text)
+    if not s:
+        return False
+    try:
+        answer = extract_answer(s, t.name)
+        if answer is None and t.bare_answers and len(s) <= MAX_ANSWER_CHARS and "\n" not in s.strip():
+            answer = clean_math(clean(s))  # a bare, already extracted answer such as "\frac{1}{2}"
+        if answer is None:
+            return False
+        if t.check is not None:
+            return t.check(answer, g)
+        return equivalent(answer, g, t.name)
+    except Exception:  # noqa: BLE001
+        return False

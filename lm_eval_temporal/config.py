@@ -1,0 +1,132 @@
+"""The settings objects of the temporal pipeline, torch-free.
+
+- :class:`SamplerConfig`: one ``sampler.generate`` call (schedule, temperature, CFG, remasking),
+  and :func:`schedule_error`, the one check of a block schedule;
+- :class:`TemporalConfig`: what is done with the captured steps (vote, clusters, TSE, early stop).
+
+Torch-free, so option parsing (the backend's ``--model_args``, the TCR config) can validate
+settings before torch or a model is loaded, with the same rules and words as the sampler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lm_eval_temporal.coerce import option
+
+__all__ = [
+    "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES",
+    "SamplerConfig", "TemporalConfig", "schedule_error",
+]
+
+REMASKING = ("low_confidence", "random")
+WEIGHTINGS = ("fixed", "linear", "exp")  # step weights of a vote (docs/algorithm.md)
+VOTES = ("none", *WEIGHTINGS, "gated")
+CLUSTERS = ("equivalence", "exact")
+EARLY_STOPS = ("none", "stable", "confidence")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")  # model dtypes by name
+
+
+def schedule_error(gen_length: int | None, steps: int | None, block_length: int | None) -> str | None:
+    """What is wrong with a block schedule, or None. Values left as None are not checked, so a
+    partly given schedule (the rest resolved later) is checked as far as it goes."""
+    g, s, b = gen_length, steps, block_length
+    if g and b and g % b:
+        return f"gen_length={g}, block_length={b}: gen_length must be a multiple of block_length"
+    if g and s and s > g:
+        return f"steps={s}: expected 1 <= steps <= gen_length={g} (each step commits at least one token)"
+    if g and b and s and s % (g // b):
+        return (f"steps={s}: expected a multiple of the number of blocks "
+                f"gen_length/block_length = {g}/{b} = {g // b}")
+    return None
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The schedule and sampling settings of one ``sampler.generate`` call
+    (``generate(model, ids, mask, config=config, ...)``)."""
+
+    # The rules (metadata) are what option parsing checks raw values against; validate()
+    # checks a constructed config.
+    gen_length: int = option(lo=1)
+    steps: int = option(lo=1)
+    block_length: int = option(lo=1)
+    temperature: float = option(0.0, lo=0.0)
+    cfg_scale: float = option(0.0, lo=0.0)
+    remasking: str = option("low_confidence", choices=REMASKING)
+    suppress_eos: bool = False
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+    def validate(self) -> SamplerConfig:
+        """Raise ValueError naming the offending argument and what it accepts; return self."""
+        for name in ("gen_length", "steps", "block_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: expected a positive integer")
+        err = schedule_error(self.gen_length, self.steps, self.block_length)
+        if err:
+            raise ValueError(err)
+        if not float(self.temperature) >= 0.0:
+            raise ValueError(f"temperature={self.temperature!r}: expected a number >= 0 (0 = greedy)")
+        if not float(self.cfg_scale) >= 0.0:
+            raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
+        if self.remasking not in REMASKING:
+            raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
+        return self
+
+
+def _gap_items(value: object) -> list:
+    """``stop_gap`` as given: ``8:5:3`` (or a sequence) -> its items; one or three of them."""
+    items = list(value) if isinstance(value, (list, tuple)) else str(value).replace(" ", "").split(":")
+    if len(items) not in (1, 3):
+        raise ValueError("expected one number or three separated by ':' "
+                         "(thresholds for the first, middle and last third of the steps, e.g. 8:5:3)")
+    return items
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """What the pipeline does with the answers captured at every step (docs/algorithm.md).
+
+    - ``vote``: none (return the final answer), fixed / linear / exp step weights, or gated
+      (keep the final answer when the last ``gate_window`` steps settled on it with
+      ``gate_share`` of their weight, else the exp-weighted vote); ``alpha`` is exp's rate.
+    - ``cluster``: ``equivalence`` groups answers the task's checker calls equal,
+      ``exact`` groups equal strings only.
+    - ``tse_alpha`` / ``tse_skip``: TSE's exp weights and the share of early steps it drops.
+    - ``early_stop``: none, ``stable`` (the running vote's winner held ``stop_window`` steps
+      with ``stop_share`` of the weight) or ``confidence`` (mean top-1/top-2 logit gap over the
+      still-masked positions >= ``stop_gap``, one threshold or three for the thirds of the
+      schedule); no row stops before ``stop_min`` of the schedule.
+    """
+
+    vote: str = option("exp", choices=VOTES)
+    alpha: float = option(5.0, lo=0.0)
+    cluster: str = option("equivalence", choices=CLUSTERS)
+    tse_alpha: float = option(12.8, lo=0.0)
+    tse_skip: float = option(0.5, lo=0.0, hi=1.0, hi_open=True)
+    gate_window: int = option(8, lo=1)
+    gate_share: float = option(0.9, lo=0.0, hi=1.0, lo_open=True)
+    early_stop: str = option("none", choices=EARLY_STOPS)
+    stop_window: int = option(8, lo=1)
+    stop_share: float = option(0.9, lo=0.0, hi=1.0, lo_open=True)
+    stop_gap: tuple[float, ...] = option((8.0, 5.0, 3.0), lo=0.0, parse=_gap_items)
+    stop_min: float = option(0.0, lo=0.0, hi=1.0, hi_open=True)
+
+    @property
+    def weighting(self) -> str:
+        """The step weights of the vote (the gated vote and vote=none fall back to exp)."""
+        return self.vote if self.vote in WEIGHTINGS else "exp"
+
+    @property
+    def gap_thresholds(self) -> tuple[float, float, float]:
+        """``stop_gap`` as thresholds for the first, middle and last third of the steps."""
+        g = self.stop_gap
+        return (g[0], g[1], g[2]) if len(g) == 3 else (g[0],) * 3

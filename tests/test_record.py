@@ -1,0 +1,135 @@
+"""The one per-sample schema (TemporalRecord), the one scoring function (metrics.score), the
+record made from per-step answers (pipeline.make_record), and the torch-free core."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from lm_eval_temporal import metrics, trace
+from lm_eval_temporal.config import TemporalConfig
+from lm_eval_temporal.record import SCHEMA_VERSION, RecordError, TemporalRecord, expand_runs, run_length
+
+
+def _record(**kw) -> TemporalRecord:
+    base = dict(answer_task="gsm8k", steps=6, answers=[None, "5", "7", "7", "5", "5"], final="5", vote="5",
+                vote_step=5, method="fixed", tse=0.4)
+    return TemporalRecord(**{**base, **kw})
+
+
+def test_run_length_round_trip():
+    answers = ["1", "1", None, None, "2", "1"]
+    runs = run_length(answers)
+    assert runs == [["1", 2], [None, 2], ["2", 1], ["1", 1]]
+    assert expand_runs(runs) == answers
+    assert expand_runs(answers) == answers  # version 1 trajectory lines stored a plain list
+
+
+def test_trace_and_trajectory_lines_share_one_answer_encoding_and_read_back():
+    r = _record(task="arith_chain", doc_id=3, gold="5", weights=[1.0] * 6, final_text="#### 5", response="#### 5",
+                step_texts=["", "#### 5", "#### 7", "#### 7", "#### 5", "#### 5"])
+    compact, full = r.to_trace(), r.to_json()
+    assert compact["v"] == full["v"] == SCHEMA_VERSION
+    assert compact["answers"] == full["answers"] == [[None, 1], ["5", 1], ["7", 2], ["5", 2]]
+    assert set(compact) < set(full) and "gold" not in compact and full["gold"] == "5"
+    assert TemporalRecord.from_json(json.loads(json.dumps(full))) == r
+    back = TemporalRecord.from_json(compact)
+    assert (back.answers, back.vote, back.tse, back.gold, back.steps_run) == (r.answers, "5", 0.4, None, 6)
+    assert "gate_share" not in full  # never-set optional fields are left out
+
+
+def test_early_stopped_record_keeps_schedule_length():
+    r = _record(steps=32)
+    assert r.steps_run == 6 and TemporalRecord.from_json(r.to_trace()).steps == 32
+
+
+def test_version_1_lines_still_read():
+    v1 = {"v": 1, "answer_task": "gsm8k", "steps": 3, "answers": ["1", None, "2"], "final": "2", "vote": "2",
+          "vote_step": 2, "method": "exp", "tse": 0.0, "steps_run": 3, "task": "arith_chain", "doc_id": 0}
+    r = TemporalRecord.from_json(v1)
+    assert r.answers == ["1", None, "2"] and r.task == "arith_chain"
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        ([1, 2], "expected a JSON object"),
+        ({"final": "3"}, "no per-step 'answers'"),
+        ({"answers": []}, "no steps"),
+        ({"answers": [["1", 0]]}, "run-length pairs"),
+        ({"answers": ["1"], "steps": 0}, "'steps'=0"),
+        ({"answers": ["1"], "v": 99}, "version 99"),
+    ],
+)
+def test_bad_records_say_what_is_wrong(data, match):
+    with pytest.raises(RecordError, match=match):
+        TemporalRecord.from_json(data, "f.jsonl:4")
+
+
+def test_trace_round_trip_keeps_text_exactly():
+    text = "The answer is 18.\n#### 18 <|temporal_trace|> in text is fine"
+    r = _record()
+    out = trace.attach(text, r)
+    got_text, got = trace.split(out)
+    assert got_text == text and got.answers == r.answers and got.tse == r.tse
+    assert trace.split("#### 4") == ("#### 4", None)
+    bad = "x" + trace.MARKER + "{not json"
+    assert trace.split(bad) == (bad, None)
+
+
+def test_doc_marker_is_the_only_reader_of_our_document_layout():
+    doc = {"gold": json.dumps("7"), trace.TRACE_KEY: {"task": "gsm8k"}}
+    assert trace.doc_marker(doc) == ("gsm8k", "7")
+    assert trace.doc_marker({"question": "q"}) is None and trace.doc_marker(None) is None
+
+
+def test_score_by_hand():
+    r = _record()
+    s = metrics.score(r, "5", check=lambda a: a == "5")
+    assert (s.final_pass, s.vote_pass, s.ever_pass, s.first_gold_step, s.tse) == (True, True, True, 1, 0.4)
+    assert s.step_pass(r) == [False, True, False, False, True, True]
+    s7 = metrics.score(r, "7", check=lambda a: a == "7")
+    assert (s7.final_pass, s7.vote_pass, s7.ever_pass, s7.first_gold_step) == (False, False, True, 2)
+    calls = []
+    metrics.score(_record(answers=["1"] * 50 + ["2"] * 50, final="2", vote="2"), "2",
+                  check=lambda a: calls.append(a) or a == "2")
+    assert sorted(calls) == ["1", "2"]  # once per distinct answer
+    # Without a vote, vote_pass is the final answer's verdict; with real answer checking.
+    plain = _record(method="none", vote=None, answers=["18", "18.0"], final="18.0", steps=2)
+    assert metrics.score(plain, "18").vote_pass is True
+    assert metrics.score(plain, "19").ever_pass is False
+
+
+def test_make_record_votes_over_the_schedule_and_measures_tse():
+    from lm_eval_temporal.pipeline import make_record
+
+    answers = [None, "5", "7", "7", "5", "5"]
+    texts = ["", "#### 5", "#### 7", "#### 7", "#### 5", "#### 5.0"]
+    r = make_record(answers, texts, TemporalConfig(vote="fixed"), task="gsm8k", steps=6)
+    assert (r.final, r.vote, r.vote_step, r.response, r.method) == ("5", "5", 5, "#### 5.0", "fixed")
+    assert r.weights == [1.0] * 6 and r.step_texts is None and r.gate_kept_final is None
+    w = [math.exp(12.8 * k / 6) for k in (3, 4, 5)]
+    p = w[0] / sum(w)
+    assert r.tse == pytest.approx(-(p * math.log2(p) + (1 - p) * math.log2(1 - p)))
+    # Early stop: 4 of 8 steps run; steps never run cast no vote and the weights cover the steps run.
+    short = make_record(["7", "7", "7", "5"], ["#### 7"] * 3 + ["#### 5"], TemporalConfig(vote="linear"),
+                        task="gsm8k", steps=8, keep_texts=True)
+    assert short.weights == [1 / 8, 2 / 8, 3 / 8, 4 / 8] and short.vote == "7" and short.step_texts[-1] == "#### 5"
+    none = make_record([None] * 4, ["a", "b", "c", "d"], TemporalConfig(vote="none"), task="gsm8k", steps=4)
+    assert (none.vote, none.vote_step, none.response, none.tse) == (None, 3, "d", 1.0)  # nothing parses: log2(2 kept)
+    gated = make_record(["7", "5", "5"], ["7", "5", "5"], TemporalConfig(vote="gated", gate_window=2), task="gsm8k",
+                        steps=3)
+    assert gated.gate_kept_final is True and gated.vote == "5"
+
+
+def test_torch_free_core():
+    """Answers, voting, records, metrics and configs load without torch or lm_eval."""
+    code = ("import sys; import lm_eval_temporal.answers, lm_eval_temporal.temporal, lm_eval_temporal.record, "
+            "lm_eval_temporal.metrics, lm_eval_temporal.config, lm_eval_temporal.trace, lm_eval_temporal.options; "
+            "bad = sorted(m for m in ('torch', 'lm_eval') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
