@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,11 +25,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _eval_hint(cfg, out: Path) -> str:
+    task = {"arith_chain": "arith_chain", "gsm8k": "gsm8k_temporal", "svamp": "svamp"}[cfg.dataset]
+    args = f"pretrained={cfg.pretrained},peft={out}" if cfg.pretrained != "embedded" else f"peft={out}"
+    chat = " --apply_chat_template" if cfg.chat_template else ""
+    return f"lm_eval --model llada_temporal --model_args {args} --tasks {task}{chat}"
+
+
+def run_from_cli(config_path: str, output_dir: str | None, overrides: list[str]) -> int:
+    """``lm-eval-temporal tcr --config FILE [--output_dir DIR] [--key value ...]``; returns the exit code."""
+    from lm_eval_temporal.tcr.config import ConfigError, load_config
+
+    argv = list(overrides) + (["--output_dir", output_dir] if output_dir else [])
+    try:
+        cfg = load_config(config_path, argv)
+    except ConfigError as exc:
+        print(f"lm-eval-temporal tcr: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from lm_eval_temporal.tcr.trainer import TCRTrainer
+
+    trainer = TCRTrainer(cfg)
+    out = trainer.train()
+    if trainer.accelerator.is_main_process:
+        print(f"adapter saved to {out}")
+        print(f"evaluate with: {_eval_hint(cfg, out)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     if args.command == "tcr":
-        from lm_eval_temporal.tcr.trainer import run_from_cli
-
         return run_from_cli(args.config, args.output_dir, extra)
     if extra:
         _parser().error(f"unrecognized arguments: {' '.join(extra)}")

@@ -5,7 +5,8 @@
 - ``rollout``: G sampled completions per prompt with per-step answers
 - ``rewards``: TRL-signature reward functions (-TSE, accuracy, format, confidence scoring rules)
 - ``advantages``, ``logprobs``, ``loss``: the diffu-GRPO pieces
-- ``trainer``: :class:`TCRTrainer` (accelerate + peft LoRA) and the CLI entry ``run_from_cli``
+- ``trainer``: :class:`TCRTrainer` (accelerate + peft LoRA); ``checkpoint``: checkpoint folders and RNG states
+- ``run_from_cli``: the ``lm-eval-temporal tcr`` entry (in ``lm_eval_temporal.cli``)
 
 Command line: ``lm-eval-temporal tcr --config examples/tcr_tiny_cpu.yaml --output_dir DIR``.
 """
@@ -19,7 +20,7 @@ _LAZY = {
     "ConfigError": "lm_eval_temporal.tcr.config",
     "load_config": "lm_eval_temporal.tcr.config",
     "TCRTrainer": "lm_eval_temporal.tcr.trainer",
-    "run_from_cli": "lm_eval_temporal.tcr.trainer",
+    "run_from_cli": "lm_eval_temporal.cli",
 }
 __all__ = sorted(_LAZY)
 

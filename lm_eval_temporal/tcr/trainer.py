@@ -21,9 +21,7 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,20 +32,20 @@ import torch
 from lm_eval_temporal.config import TemporalConfig
 from lm_eval_temporal.pipeline import TemporalPipeline
 from lm_eval_temporal.tcr.advantages import group_advantages
-from lm_eval_temporal.tcr.config import ConfigError, TCRConfig, load_config
+from lm_eval_temporal.tcr.checkpoint import CHECKPOINTS, latest_checkpoint, prune, rng_state, set_rng_state
+from lm_eval_temporal.tcr.config import ConfigError, TCRConfig
 from lm_eval_temporal.tcr.data import PromptOrder, Problem, format_prompt, load_problems
 from lm_eval_temporal.tcr.logprobs import completion_logprobs
 from lm_eval_temporal.tcr.loss import grpo_loss
 from lm_eval_temporal.tcr.rewards import build_rewards, combine
 from lm_eval_temporal.tcr.rollout import Rollout, rollout
 
-__all__ = ["TCRTrainer", "derive_seed", "lora_target_regex", "latest_checkpoint", "run_from_cli"]
+__all__ = ["TCRTrainer", "derive_seed", "lora_target_regex"]
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 DONE_FILE = "tcr_state.json"  # written next to the final adapter
-CHECKPOINTS = "checkpoints"
 # Config keys that may change between an interrupted run and its resumption without changing
 # what is computed.
 _RESUME_FREE = {"max_steps", "output_dir", "resume", "progress", "report_to", "save_steps", "save_total_limit",
@@ -68,36 +66,6 @@ def lora_target_regex(modules: Sequence[str], include_head: bool = False) -> str
     if include_head:
         pattern = rf"(?:{pattern}|(.*\.)?transformer\.ff_out)"
     return pattern
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    root = Path(output_dir) / CHECKPOINTS
-    done = [p for p in root.glob("step-*") if (p / "state.json").is_file()] if root.is_dir() else []
-    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    try:
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    except ImportError:  # pragma: no cover
-        pass
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        import numpy as np
-
-        np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _trackers(cfg: TCRConfig) -> list[str]:
@@ -419,26 +387,16 @@ class TCRTrainer:
         if acc.is_main_process:
             torch.save(optim_state, tmp / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(_rng_state(), tmp / f"rng_state_{acc.process_index}.pt")
+        torch.save(rng_state(), tmp / f"rng_state_{acc.process_index}.pt")
         acc.wait_for_everyone()
         if acc.is_main_process:
             state = {"step": self.step, "world_size": acc.num_processes, "config": self.cfg.to_dict()}
             (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
-            self._prune_checkpoints()
+            prune(self.output_dir, self.cfg.save_total_limit)
         acc.wait_for_everyone()
         return final
-
-    def _prune_checkpoints(self) -> None:
-        limit = self.cfg.save_total_limit
-        if not limit:
-            return
-        root = self.output_dir / CHECKPOINTS
-        done = sorted((p for p in root.glob("step-*") if (p / "state.json").is_file()),
-                      key=lambda p: int(p.name.split("-")[1]))
-        for old in done[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: str | Path) -> None:
         from peft import set_peft_model_state_dict
@@ -464,7 +422,7 @@ class TCRTrainer:
             raise RuntimeError(f"checkpoint adapter does not fit this model: unexpected keys {result.unexpected_keys[:5]}")
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-        _set_rng_state(torch.load(path / f"rng_state_{acc.process_index}.pt", weights_only=False))
+        set_rng_state(torch.load(path / f"rng_state_{acc.process_index}.pt", weights_only=False))
         self.step = int(state["step"])
         if acc.is_main_process and self.metrics_path.is_file():
             # Drop records past the checkpoint, so the file reads as one uninterrupted run.
@@ -535,31 +493,3 @@ class TCRTrainer:
         self.policy.save_pretrained(str(directory), is_main_process=acc.is_main_process)
         acc.wait_for_everyone()
         return directory
-
-
-def _eval_hint(cfg: TCRConfig, out: Path) -> str:
-    task = {"arith_chain": "arith_chain", "gsm8k": "gsm8k_temporal", "svamp": "svamp"}[cfg.dataset]
-    args = f"pretrained={cfg.pretrained},peft={out}" if cfg.pretrained != "embedded" else f"peft={out}"
-    chat = " --apply_chat_template" if cfg.chat_template else ""
-    return f"lm_eval --model llada_temporal --model_args {args} --tasks {task}{chat}"
-
-
-def run_from_cli(config_path: str, output_dir: str | None, overrides: list[str]) -> int:
-    """``lm-eval-temporal tcr --config FILE [--output_dir DIR] [--key value ...]``; returns the exit code."""
-    argv = list(overrides) + (["--output_dir", output_dir] if output_dir else [])
-    try:
-        cfg = load_config(config_path, argv)
-    except ConfigError as exc:
-        print(f"lm-eval-temporal tcr: error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    trainer = TCRTrainer(cfg)
-    out = trainer.train()
-    if trainer.accelerator.is_main_process:
-        print(f"adapter saved to {out}")
-        print(f"evaluate with: {_eval_hint(cfg, out)}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(run_from_cli(sys.argv[1], None, sys.argv[2:]))
