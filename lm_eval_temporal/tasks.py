@@ -25,7 +25,7 @@ from lm_eval_temporal import answers, metrics, trace
 DATA_ENV = "LM_EVAL_TEMPORAL_DATA"
 
 # The paper's zero-shot prompts, verbatim (including the space before the first newline in
-# the GSM8K/SVAMP copy and the stray quote at the end of the MATH500 copy).
+# the GSM8K/SVAMP copy and the stray quote, space and newline at the end of the MATH500 copy).
 _FORMAT = (
     "Respond in the following format:\n<reasoning>\nYour reasoning here\n</reasoning>\n"
     "<answer>\n\\boxed{...}\n</answer>"
@@ -37,7 +37,7 @@ _MATH_INTRO = (
 SYSTEM_PROMPTS = {
     "gsm8k": _MATH_INTRO + " \n" + _FORMAT,
     "svamp": _MATH_INTRO + " \n" + _FORMAT,
-    "math500": _MATH_INTRO + "\n" + _FORMAT + '"',
+    "math500": _MATH_INTRO + "\n" + _FORMAT + '" \n',
     "countdown": (
         "Using only the provided numbers, create an arithmetic expression that evaluates to "
         "exactly the provided target number. You may use the operations +, -, *, and / as "
