@@ -7,6 +7,7 @@ TemporalPipeline` -> one record per request -> response (+ trace for our tasks, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,21 +23,20 @@ from lm_eval.api.model import LM
 from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
-from lm_eval_temporal import likelihood, trace
+import lm_eval_temporal
+from lm_eval_temporal import likelihood, run_info, trace
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model
-from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options
+from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options, resolve_sampler
 from lm_eval_temporal.pipeline import Sampled, TemporalPipeline
+from lm_eval_temporal.trajectory import TrajectoryWriter, check_path
 
-log = logging.getLogger(__name__)
+# Under lm-eval's logger tree, like its built-in backends, so the run's INFO lines show with lm-eval's.
+log = logging.getLogger("lm_eval.models.llada_temporal")
 
 # Request task name fragments -> answer parser, for answer_task=auto on tasks that are not
 # ours (ours name their parser in the document).
 _TASK_HINTS = (("gsm8k", "gsm8k"), ("svamp", "svamp"), ("math", "math500"), ("countdown", "countdown"))
-
-
-def _round_up(n: int, k: int) -> int:
-    return -(-n // k) * k
 
 
 def _row_seed(seed: int, *parts: str) -> int:
@@ -57,6 +57,7 @@ class LLaDATemporalLM(LM):
         super().__init__()
         self.opts: BackendOptions = parse_options(kwargs)  # fails before any loading
         o = self.opts
+        path = check_path(o.trajectory_path, o.trajectory_mode) if o.trajectory_path else None
         self.accelerator = None
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import Accelerator
@@ -65,8 +66,11 @@ class LLaDATemporalLM(LM):
             self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
         device = str(self.accelerator.device) if self.accelerator is not None else o.device
         if device and device.startswith("cuda") and not torch.cuda.is_available():
-            # lm-eval passes device="cuda:0" unless told otherwise, also on CPU-only machines.
-            log.warning("device=%s requested but CUDA is not available; running on the CPU", device)
+            # lm-eval passes device="cuda:0" unless told otherwise, also on CPU-only machines:
+            # only a device the user chose deserves a warning.
+            lm_eval_default = device == "cuda:0" and self.accelerator is None
+            (log.debug if lm_eval_default else log.warning)(
+                "device=%s requested but CUDA is not available; running on the CPU", device)
             device = "cpu"
         pretrained, self.default_gen = o.pretrained, {}
         if o.pretrained == EMBEDDED:
@@ -80,13 +84,13 @@ class LLaDATemporalLM(LM):
         self.batch_size = o.batch_size
         config = self.loaded.model.config
         self.max_length = getattr(config, "max_sequence_length", None) or getattr(config, "max_position_embeddings", None)
-        self.trajectory_file_path: Path | None = None
-        if o.trajectory_path:
-            path = Path(o.trajectory_path).expanduser()
-            if self.world_size > 1:
-                path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.trajectory_file_path = path
+        if path is not None and self.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
+        self.trajectory_file_path: Path | None = path
+        self._trajectory = TrajectoryWriter(path, o.trajectory_mode) if path else None
+        self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
+        self._truncated = 0
+        log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 
     # ------------------------------------------------------------------ lm-eval plumbing
     @property
@@ -108,6 +112,10 @@ class LLaDATemporalLM(LM):
         return getattr(self.tokenizer, "chat_template", None)
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        if self.opts.pretrained == EMBEDDED and not getattr(self, "_warned_chat", False):
+            self._warned_chat = True
+            log.warning("--apply_chat_template with the embedded model: it was trained on bare prompts "
+                        "(Q:...=?\nA:), so accuracy collapses; leave the flag out for it")
         return self.tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
                                                   continue_final_message=not add_generation_prompt)
 
@@ -129,24 +137,30 @@ class LLaDATemporalLM(LM):
         if self.accelerator:
             self.accelerator.wait_for_everyone()
 
+    # ------------------------------------------------------------------ what the run records
+    def get_model_info(self) -> dict[str, Any]:
+        """What lm-eval writes into the results JSON (``run_info.model_info``)."""
+        return run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name)
+
+    def set_cache_hook(self, cache_hook) -> None:
+        """lm-eval keys its ``--use_cache`` database by request only: one written under other
+        output-changing settings is refused rather than replayed silently."""
+        super().set_cache_hook(cache_hook)
+        if getattr(cache_hook, "dbdict", None) is not None:
+            run_info.check_cache(cache_hook.dbdict, self.opts)
+
     # ------------------------------------------------------------------ requests -> settings
     def resolve_generation(self, gen_kwargs: dict[str, Any]) -> SamplerConfig:
-        """Model args win; else the embedded model's defaults; else the task's max_gen_toks
-        with the paper's ratios. gen_length is rounded up to a multiple of block_length and
-        steps to a multiple of the number of blocks."""
-        o, d = self.opts, self.default_gen
-        gen_length = o.gen_length or d.get("gen_length") or int(gen_kwargs.get("max_gen_toks") or 256)
-        block = min(o.block_length or d.get("block_length") or min(32, gen_length), gen_length)
-        gen_length = _round_up(gen_length, block)
-        steps = o.steps or d.get("steps") or max(1, gen_length // 2)
-        steps = min(gen_length, _round_up(steps, gen_length // block))
-        if o.temperature is not None:
-            temperature = o.temperature
-        elif gen_kwargs.get("do_sample"):
-            temperature = float(gen_kwargs.get("temperature") or 1.0)
-        else:
-            temperature = 0.0
-        return SamplerConfig(gen_length, steps, block, temperature, o.cfg_scale, o.remasking, o.suppress_eos)
+        """The sampler settings of a request (``options.resolve_sampler``); a schedule that had to
+        be rounded is said once, and recorded with the run's settings."""
+        cfg, rounded = resolve_sampler(self.opts, gen_kwargs, self.default_gen)
+        if cfg not in self._schedules:
+            self._schedules[cfg] = rounded
+            if rounded:
+                log.warning("llada_temporal: schedule rounded: %s", "; ".join(rounded))
+            log.info("llada_temporal: decoding with gen_length=%d steps=%d block_length=%d temperature=%g",
+                     cfg.gen_length, cfg.steps, cfg.block_length, cfg.temperature)
+        return cfg
 
     def _answer_task(self, request: Instance) -> str:
         if self.opts.answer_task != "auto":
@@ -164,24 +178,26 @@ class LLaDATemporalLM(LM):
             if keep < 1:
                 raise ValueError(f"gen_length={gen_length} leaves no room for a prompt within the "
                                  f"model's max_sequence_length={self.max_length}")
-            log.warning("prompt of %d tokens truncated from the left to %d", len(ids), keep)
+            self._truncated += 1
             ids = ids[-keep:]
         return ids
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
-        items = []
+        items, self._truncated = [], 0
         for req in requests:
             context, gen_kwargs = req.args
             settings = self.resolve_generation(dict(gen_kwargs or {}))
             until = (gen_kwargs or {}).get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             items.append((self._prompt_ids(context, settings.gen_length), settings, req, until))
+        if self._truncated:
+            log.warning("llada_temporal: %d of %d prompts were longer than max_sequence_length=%s minus gen_length "
+                        "and were truncated from the left", self._truncated, len(items), self.max_length)
         collator = Collator(items, sort_fn=lambda x: (-len(x[0]), x[2].args[0]), group_fn=lambda x: dataclasses.asdict(x[1]),
                             group_by="gen_kwargs")
         results: list[str] = []
         bar = tqdm(total=len(items), desc="llada_temporal", disable=disable_tqdm or self.rank != 0)
-        out = self.trajectory_file_path.open("a", encoding="utf-8") if self.trajectory_file_path else None
 
         def done(chunk: list[tuple], responses: list[str]) -> None:
             for (*_, req, _until), response in zip(chunk, responses):
@@ -194,23 +210,20 @@ class LLaDATemporalLM(LM):
         # releases the GIL inside its ops). At most one batch is in flight and batches finish
         # in order, so results, cache entries and the trajectory file keep their order.
         pending: tuple[list[tuple], Future] | None = None
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
-                for chunk in collator.get_batched(n=self.batch_size):
-                    sampled = self._sample(chunk, capture=self._captures(chunk, out))
-                    if pending is not None:
-                        done(pending[0], pending[1].result())
-                        pending = None
-                    if self.opts.overlap:
-                        pending = (chunk, worker.submit(self._respond, chunk, sampled, out))
-                    else:
-                        done(chunk, self._respond(chunk, sampled, out))
+        with (self._trajectory or contextlib.nullcontext()) as out, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
+            for chunk in collator.get_batched(n=self.batch_size):
+                sampled = self._sample(chunk, capture=self._captures(chunk, out))
                 if pending is not None:
                     done(pending[0], pending[1].result())
-        finally:
-            bar.close()
-            if out is not None:
-                out.close()
+                    pending = None
+                if self.opts.overlap:
+                    pending = (chunk, worker.submit(self._respond, chunk, sampled, out))
+                else:
+                    done(chunk, self._respond(chunk, sampled, out))
+            if pending is not None:
+                done(pending[0], pending[1].result())
+        bar.close()
         return collator.get_original(results)
 
     def _captures(self, chunk: list[tuple], out) -> bool:
@@ -234,9 +247,8 @@ class LLaDATemporalLM(LM):
         for (*_, req, _), record in zip(chunk, self.pipeline.finish(sampled)):
             marker = trace.doc_marker(req.doc)
             if out is not None:
-                line = dataclasses.replace(record, task=req.task_name, doc_id=req.doc_id,
-                                           gold=marker.gold if marker else None)
-                out.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
+                out.write(dataclasses.replace(record, task=req.task_name, doc_id=req.doc_id,
+                                              gold=marker.gold if marker else None))
             responses.append(trace.attach(record.response, record) if marker else record.response)
         if out is not None:
             out.flush()

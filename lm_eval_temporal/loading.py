@@ -62,13 +62,17 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
     return DTYPES[dtype]
 
 
-def _check_source(pretrained: str) -> None:
-    if Path(pretrained).expanduser().exists():
+def _check_source(value: str, name: str = "pretrained") -> None:
+    """Fail at once for a value that can only mean a local path (``./x``, ``~/x``, ``/x``, or
+    ``runs/tiny`` when ``runs`` is a local folder) and is not there; a hub id is left to the hub."""
+    path = Path(value).expanduser()
+    if path.exists():
         return
-    if not _HUB_ID.match(pretrained) or pretrained.startswith((".", "~")):
-        raise ValueError(
-            f"pretrained={pretrained!r}: no such local directory, and not a hub id like 'GSAI-ML/LLaDA-8B-Instruct'"
-        )
+    parent = Path(value.split("/")[0]).expanduser() if "/" in value else None
+    if value.startswith((".", "~", "/")) or (parent is not None and parent.is_dir()):
+        raise ValueError(f"{name}={value!r}: no such local directory")
+    if not _HUB_ID.match(value):
+        raise ValueError(f"{name}={value!r}: no such local directory, and not a hub id like 'GSAI-ML/LLaDA-8B-Instruct'")
 
 
 def _first(value: Any) -> int | None:
@@ -102,7 +106,7 @@ def load_model(
     pretrained = str(pretrained)
     _check_source(pretrained)
     if peft is not None:
-        _check_source(str(peft))
+        _check_source(str(peft), "peft")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch_dtype = resolve_dtype(dtype, device)
 

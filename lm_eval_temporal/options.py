@@ -13,7 +13,7 @@ from typing import Any
 from lm_eval_temporal.coerce import coerce_fields, like, option
 from lm_eval_temporal.config import CLUSTERS, DTYPES, EARLY_STOPS, VOTES, SamplerConfig, TemporalConfig, schedule_error
 
-__all__ = ["BackendOptions", "parse_options", "task_alias", "EMBEDDED", "ANSWER_TASKS",
+__all__ = ["BackendOptions", "parse_options", "resolve_sampler", "task_alias", "EMBEDDED", "ANSWER_TASKS",
            "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
 
 EMBEDDED = "embedded"  # `pretrained` value (and default) for the model shipped in the package
@@ -83,6 +83,7 @@ class BackendOptions:
     seed: int = 1234
     trajectory_path: str | None = None
     trajectory_text: bool = False
+    trajectory_mode: str = option("new", choices=("new", "overwrite", "append"))
     mc_num: int = option(128, lo=1)
     mc_batch_size: int = option(32, lo=1)
     max_batch_size: int | None = option(None, lo=1)  # accepted because lm-eval always passes it; unused
@@ -94,6 +95,39 @@ class BackendOptions:
 
 
 _NAMES = {f.name for f in fields(BackendOptions)}
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+def resolve_sampler(opts: BackendOptions, gen_kwargs: dict[str, Any],
+                    defaults: dict[str, int] | None = None) -> tuple[SamplerConfig, list[str]]:
+    """The sampler settings of a request and what had to be rounded to get them.
+
+    Model args win; else ``defaults`` (the embedded model's); else the task's ``max_gen_toks``
+    with the paper's ratios (steps = gen_length / 2, block_length 32). gen_length is rounded up
+    to a multiple of block_length and steps up to a multiple of the number of blocks."""
+    d = defaults or {}
+    asked = opts.gen_length or d.get("gen_length") or int(gen_kwargs.get("max_gen_toks") or 256)
+    block = min(opts.block_length or d.get("block_length") or min(32, asked), asked)
+    gen_length = _round_up(asked, block)
+    blocks = gen_length // block
+    asked_steps = opts.steps or d.get("steps") or max(1, gen_length // 2)
+    steps = min(gen_length, _round_up(asked_steps, blocks))
+    rounded = []
+    if gen_length != asked:
+        rounded.append(f"gen_length {asked} -> {gen_length} (a multiple of block_length={block})")
+    if steps != asked_steps:
+        rounded.append(f"steps {asked_steps} -> {steps} (a multiple of the {blocks} blocks, at most gen_length)")
+    if opts.temperature is not None:
+        temperature = opts.temperature
+    elif gen_kwargs.get("do_sample"):
+        temperature = float(gen_kwargs.get("temperature") or 1.0)
+    else:
+        temperature = 0.0
+    cfg = SamplerConfig(gen_length, steps, block, temperature, opts.cfg_scale, opts.remasking, opts.suppress_eos)
+    return cfg, rounded
 
 
 def parse_options(kwargs: dict[str, Any]) -> BackendOptions:

@@ -82,6 +82,14 @@ def test_embedded_model_arith_chain_and_lm_eval_run_subcommand(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = results_of(tmp_path / "out")["arith_chain"]
     assert all(not math.isnan(res[f"{m},none"]) for m in METRICS)
+    # The results JSON records the effective settings, the package version and the checkpoint.
+    (path,) = glob.glob(str(tmp_path / "out" / "**" / "results_*.json"), recursive=True)
+    info = json.loads(Path(path).read_text())["config"]["llada_temporal"]
+    assert info["version"] and info["settings"]["vote"] == "exp" and info["temporal"]["alpha"] == 5.0
+    assert [(s["gen_length"], s["steps"], s["block_length"], s["rounded"]) for s in info["schedules"]] == [(32, 32, 8, [])]
+    assert info["checkpoint"]["pretrained"] == "embedded" and len(info["checkpoint"]["weights_sha256"]) == 64
+    assert "llada_temporal: model=embedded gen_length/steps/block_length=32/32/8" in r.stderr
+    assert "CUDA is not available" not in r.stderr  # lm-eval's default device is not the user's choice
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")

@@ -87,14 +87,27 @@ def test_missing_local_path_and_bad_dtype(tmp_path, llada_dir):
         load_model(str(tmp_path / "nope"), device="cpu")
     with pytest.raises(ValueError, match="no such local directory"):
         load_model("./relative/missing", device="cpu")
-    with pytest.raises(ValueError, match="no such local directory"):
+    with pytest.raises(ValueError, match=r"^peft='.*no_adapter': no such local directory"):
         load_model(str(llada_dir), device="cpu", peft=str(tmp_path / "no_adapter"))
     with pytest.raises(ValueError, match="dtype='half'"):
         load_model(str(llada_dir), dtype="half", device="cpu")
 
 
-def test_path_like_hub_id_that_is_neither_says_so(monkeypatch):
+def test_path_under_an_existing_folder_fails_at_once(tmp_path, monkeypatch):
+    """``runs/tiny`` with a local ``runs`` folder is a path, never a hub id to retry for half a minute."""
     from transformers import PretrainedConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(PretrainedConfig, "get_config_dict", lambda *a, **k: pytest.fail("the hub was asked"))
+    with pytest.raises(ValueError, match=r"^pretrained='runs/tiny': no such local directory$"):
+        load_model("runs/tiny", device="cpu")
+
+
+def test_path_like_hub_id_that_is_neither_says_so(tmp_path, monkeypatch):
+    from transformers import PretrainedConfig
+
+    monkeypatch.chdir(tmp_path)  # no local "runs" folder here
 
     def offline(*a, **k):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nmore detail")

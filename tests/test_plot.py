@@ -94,6 +94,18 @@ def test_plot_command_writes_pngs_and_self_contained_report(tmp_path, capsys):
     assert "1 of 5 records have no gold answer" in page
 
 
+def test_repeated_documents_are_counted_once(tmp_path):
+    """A file appended to by two runs: the last record of each (task, doc_id) counts, and the report says so."""
+    stale = dict(RECORDS[0], answers=["7", "7", "7", "7"], final="7", vote="7")
+    traj = _write(tmp_path / "traj.jsonl", [stale] + RECORDS)
+    out = tmp_path / "o"
+    plot.plot_trajectories(traj, out)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    cells = re.findall(r"<td>(.*?)</td>", re.search(r"<tr><td>gsm8k_temporal</td>(.*?)</tr>", page).group(1))
+    assert cells[:5] == ["5", "4", "50.0%", "75.0%", "75.0%"]  # as without the stale record
+    assert "1 records repeated a (task, doc_id) pair" in page
+
+
 def test_numbers_and_curves_by_hand(tmp_path):
     samples = plot.load_trajectories(_write(tmp_path / "t.jsonl", RECORDS))
     score_all(samples)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections import Counter
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +39,8 @@ from lm_eval_temporal.plot.samples import (
 
 __all__ = ["plot_trajectories", "load_trajectories", "summarize", "choose_samples", "Sample", "TrajectoryError",
            "TIMELINES", "ACCURACY", "TSE", "REPORT"]
+
+log = logging.getLogger(__name__)
 
 TIMELINES = "timelines.png"
 ACCURACY = "accuracy_by_step.png"
@@ -116,7 +118,12 @@ def plot_trajectories(file: PathLike | Sequence[PathLike], output: PathLike, sam
     if samples < 0:
         raise ValueError(f"samples must be >= 0, got {samples}")
     sources = [str(p) for p in resolve(file)]
-    records = load_trajectories(sources)
+    loaded = load_trajectories(sources)
+    # One record per (task, document): a file appended to by several runs keeps the last one.
+    records = list({(s.task, json.dumps(s.record.doc_id)): s for s in loaded}.values())
+    dupes = len(loaded) - len(records)
+    if dupes:
+        log.warning("%d records repeat a (task, doc_id) pair; the last of each is plotted", dupes)
     score_all(records)
     out = Path(output).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -132,10 +139,9 @@ def plot_trajectories(file: PathLike | Sequence[PathLike], output: PathLike, sam
     elif missing:
         notes.append(f"{missing} of {len(records)} records have no gold answer; they are left out of the "
                      "accuracy numbers, the accuracy plot and the correct/incorrect TSE split.")
-    dupes = sum(n - 1 for n in Counter((s.task, json.dumps(s.record.doc_id)) for s in records).values() if n > 1)
     if dupes:
-        notes.append(f"{dupes} records repeat a (task, doc_id) pair: trajectory_path appends, so the file "
-                     "may hold several runs; all records are counted.")
+        notes.append(f"{dupes} records repeated a (task, doc_id) pair (a file appended to by several runs); "
+                     "only the last record of each pair is counted.")
 
     figures: list[tuple[Path, str, str]] = []
     chosen = choose_samples(records, samples)
