@@ -7,7 +7,9 @@ Then, right after lm_eval's own modules have executed:
 
 - ``lm_eval.api.registry``: the built-in models are registered, then ``llada_temporal`` as a
   lazy placeholder (the backend module, and torch, load only when the model is used);
-- ``lm_eval.tasks.manager``: every ``TaskManager`` also scans this package's task folder.
+- ``lm_eval.tasks.manager``: every ``TaskManager`` also scans this package's task folder, and
+  with ``LM_EVAL_TEMPORAL_DATA`` set, built-in tasks whose Hub dataset that folder mirrors
+  (``gsm8k`` and its ``gsm8k_cot*`` variants: ``openai/gsm8k``) read the local copy.
 
 Set ``LM_EVAL_TEMPORAL_DISABLE_HOOK=1`` to switch it off (then use ``--include_path`` and
 ``lm_eval_temporal.register()`` in your own code). Any failure here is swallowed: a broken or missing
@@ -62,6 +64,28 @@ def patch_task_manager() -> None:
 
     __init__._lm_eval_temporal = True
     cls.__init__ = __init__
+    patch_offline_datasets()
+
+
+def patch_offline_datasets() -> None:
+    from lm_eval.api.task import ConfigurableTask
+
+    original = ConfigurableTask.download
+    if getattr(original, "_lm_eval_temporal", False):
+        return
+
+    def download(self, dataset_kwargs=None, **kwargs):
+        if self.config.custom_dataset is None:
+            from lm_eval_temporal.tasks import offline_mirror
+
+            local = offline_mirror(self.DATASET_PATH, self.DATASET_NAME)
+            if local is not None:
+                self.dataset = local
+                return
+        original(self, dataset_kwargs, **kwargs)
+
+    download._lm_eval_temporal = True
+    ConfigurableTask.download = download
 
 
 def register() -> None:

@@ -110,6 +110,26 @@ def raw_rows(name: str, split: str = "test", data_dir: str | None = None) -> lis
     return list(ds)
 
 
+def offline_mirror(path: str | None, name: str | None):
+    """The splits of a Hub dataset that ``$LM_EVAL_TEMPORAL_DATA`` holds, as a DatasetDict, for
+    lm-eval's built-in tasks (``gsm8k``, ``gsm8k_cot*`` read ``openai/gsm8k`` main), rows as
+    the Hub serves them. None when the variable is unset or the dataset is not one of ours;
+    an error naming the variable and the file when the folder lacks it."""
+    folder = os.environ.get(DATA_ENV, "").strip()
+    splits = {split: rel for (task, split), rel in LOCAL_FILES.items() if HUB.get((task, split), (None,))[:2] == (path, name)}
+    if not folder or not splits:
+        return None
+    import datasets
+
+    missing = [rel for rel in splits.values() if not (Path(folder).expanduser() / rel).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{DATA_ENV}={folder!r} is set, so {path} is read from it, but {Path(folder) / missing[0]} does not exist. "
+            f"Add the file, unset {DATA_ENV} to use the Hub, or use this package's gsm8k_temporal task.")
+    return datasets.DatasetDict({split: datasets.Dataset.from_list(_read_jsonl(Path(folder).expanduser() / rel))
+                                 for split, rel in splits.items()})
+
+
 def _docs(task: str, rows: Iterable[dict[str, Any]], question: Callable, gold: Callable):
     import datasets
 

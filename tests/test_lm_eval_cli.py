@@ -93,6 +93,17 @@ def test_embedded_model_arith_chain_and_lm_eval_run_subcommand(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
+def test_headline_command_runs_offline_with_builtin_gsm8k(tiny_dir, tmp_path):
+    """lm-eval's own gsm8k (openai/gsm8k on the Hub) is served from the offline folder."""
+    r = lm_eval("--model", "llada_temporal", "--model_args", f"pretrained={tiny_dir},gen_length=16,steps=8,block_length=8",
+                "--tasks", "gsm8k,svamp", "--limit", "2", "--batch_size", "4", "--output_path", str(tmp_path / "o"),
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = results_of(tmp_path / "o")
+    assert "exact_match,strict-match" in res["gsm8k"] and "tse,none" in res["svamp"]
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
 def test_hf_causal_baseline_runs_our_task_config(tmp_path):
     """Autoregressive baselines use the same configs: exact_match scored, temporal metrics NaN."""
     from transformers import LlamaConfig, LlamaForCausalLM

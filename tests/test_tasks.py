@@ -23,3 +23,24 @@ def test_the_four_prompts_are_the_official_ones():
         "target number. You may use the operations +, -, *, and / as needed, but each number must be used exactly "
         "once. Think step-by-step. After reasoning, provide only your final expression inside \\boxed{} tags "
         "without including an equals sign or the target number. For example: \\boxed{a + b * c}" + _FORMAT)
+
+
+def test_builtin_gsm8k_reads_the_offline_folder(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from lm_eval_temporal.tasks import DATA_ENV, offline_mirror
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert offline_mirror("openai/gsm8k", "main") is None  # unset: the Hub, as lm-eval does
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert offline_mirror("some/other", None) is None  # not a dataset the folder mirrors
+    with pytest.raises(FileNotFoundError, match=r"LM_EVAL_TEMPORAL_DATA=.*gsm8k/(test|train)\.jsonl does not exist.*gsm8k_temporal"):
+        offline_mirror("openai/gsm8k", "main")
+    (tmp_path / "gsm8k").mkdir()
+    for split in ("train", "test"):
+        row = {"question": f"{split} q", "answer": "x\n#### 3"}
+        (tmp_path / "gsm8k" / f"{split}.jsonl").write_text(json.dumps(row) + "\n")
+    ds = offline_mirror("openai/gsm8k", "main")
+    assert sorted(ds) == ["test", "train"] and ds["test"][0] == {"question": "test q", "answer": "x\n#### 3"}
