@@ -1,4 +1,4 @@
-"""``lm-eval-temporal`` command line: ``tcr`` (post-training) and ``plot`` (trajectory figures)."""
+"""lm-eval-temporal command line: tcr (Temporal Consistency Reinforcement) and plot (trajectory figures)."""
 
 from __future__ import annotations
 

@@ -106,6 +106,7 @@ class TemporalRecord:
             "v": SCHEMA_VERSION,
             "answer_task": self.answer_task,
             "steps": self.steps,
+            "steps_run": self.steps_run,  # forward passes used (fewer than steps after an early stop)
             "answers": run_length(self.answers),
             "final": self.final,
             "vote": self.vote,

@@ -199,8 +199,9 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
     text, record = trace.split(results[0])
     out = {"exact_match": float(answers.is_correct(text, gold, task))}
     if record is None:
-        out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan)
+        out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan, steps_saved=math.nan)
         return out
     s = metrics.score(record, gold, task=task)
-    out.update(final_pass=float(s.final_pass), ever_pass=float(s.ever_pass), tse=float(s.tse))
+    out.update(final_pass=float(s.final_pass), ever_pass=float(s.ever_pass), tse=float(s.tse),
+               steps_saved=1.0 - record.steps_run / record.steps)
     return out

@@ -44,3 +44,28 @@ def test_builtin_gsm8k_reads_the_offline_folder(tmp_path, monkeypatch):
         (tmp_path / "gsm8k" / f"{split}.jsonl").write_text(json.dumps(row) + "\n")
     ds = offline_mirror("openai/gsm8k", "main")
     assert sorted(ds) == ["test", "train"] and ds["test"][0] == {"question": "test q", "answer": "x\n#### 3"}
+
+
+def test_process_results_reports_forward_passes_saved():
+    import json
+    import math
+
+    from lm_eval_temporal import trace
+    from lm_eval_temporal.record import TemporalRecord
+    from lm_eval_temporal.tasks import process_results
+
+    doc = {"gold": json.dumps("5"), trace.TRACE_KEY: {"task": "gsm8k"}}
+    stopped = TemporalRecord("gsm8k", 8, ["7", "5", "5", "5"], "5", "5", 3, "exp", 0.2)  # 4 of 8 steps run
+    out = process_results(doc, [trace.attach("#### 5", stopped)])
+    assert out == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0, "tse": 0.2, "steps_saved": 0.5}
+    assert math.isnan(process_results(doc, ["#### 5"])["steps_saved"])  # other backends: no trace
+
+
+def test_cli_help_is_plain_text(capsys):
+    import pytest
+
+    from lm_eval_temporal.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "``" not in capsys.readouterr().out
