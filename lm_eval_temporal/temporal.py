@@ -17,12 +17,17 @@ with a handful of distinct answers costs a few equivalence calls.
 Tie-break (documented and deterministic): among clusters with the same total weight (equal up
 to a relative 1e-12), the one whose latest supporting step is later wins. Since no two
 clusters share a step, this always picks exactly one.
+
+``vote(..., tie="first")`` is the paper's official vote instead: each cluster's weight is
+accumulated step by step in plain float arithmetic, the largest total wins, and a tie (exact
+float equality) goes to the answer seen first. With exact clustering and the official parsed
+answers as keys this reproduces the official vote bit for bit (tests/test_paper_protocol.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
 from lm_eval_temporal.config import WEIGHTINGS
@@ -41,6 +46,7 @@ __all__ = [
 ]
 
 _TIE_REL = 1e-12
+TIES = ("latest", "first")
 
 Equivalence = Callable[[str, str], bool]
 
@@ -100,10 +106,20 @@ def cluster_answers(
     return clusters, labels
 
 
-def _weigh(clusters: list[Cluster], weights: Sequence[float], steps: set[int] | None = None) -> float:
+def _in_order(ws: Iterable[float]) -> float:
+    """Left-to-right float sum (``sum`` compensates since Python 3.12; the official code does not)."""
+    total = 0.0
+    for w in ws:
+        total += w
+    return total
+
+
+def _weigh(
+    clusters: list[Cluster], weights: Sequence[float], steps: set[int] | None = None, add: Callable = math.fsum
+) -> float:
     total = 0.0
     for c in clusters:
-        c.weight = math.fsum(weights[s] for s in c.steps if steps is None or s in steps)
+        c.weight = add(weights[s] for s in c.steps if steps is None or s in steps)
         total += c.weight
     for c in clusters:
         c.share = c.weight / total if total > 0 else 0.0
@@ -148,20 +164,32 @@ def vote(
     weighting: str = "exp",
     alpha: float = 5.0,
     equivalent: Equivalence | None = None,
+    tie: str = "latest",
 ) -> VoteResult:
     """Temporal self-consistency vote: argmax over clusters of the summed step weights.
 
     Steps whose answer is None cast no vote; if none parses, the result falls back to the
-    final step. Ties go to the cluster whose latest supporting step is later.
+    final step. ``tie="latest"`` (default): weights summed exactly (``math.fsum``), and ties
+    (relative 1e-12) go to the cluster whose latest supporting step is later. ``tie="first"``:
+    the official vote -- weights added step by step in float arithmetic, and an exact tie goes
+    to the cluster seen first.
     """
+    if tie not in TIES:
+        raise ValueError(f"tie={tie!r}: expected one of {', '.join(TIES)}")
     T = len(answers)
     weights = step_weights(T, weighting, alpha)
     clusters, _ = cluster_answers(answers, equivalent)
-    _weigh(clusters, weights)
-    best = _winner(clusters)
+    if tie == "latest":
+        _weigh(clusters, weights)
+        best = _winner(clusters)
+        order = lambda c: (c is not best, -c.weight, -c.last_step)  # noqa: E731
+    else:
+        _weigh(clusters, weights, add=_in_order)
+        best = max(clusters, key=lambda c: c.weight, default=None)  # max keeps the first of equals
+        order = lambda c: (c is not best, -c.weight, c.steps[0])  # noqa: E731
     if best is None:
         return VoteResult(answer=answers[-1] if T else None, step=T - 1)
-    ordered = sorted(clusters, key=lambda c: (c is not best, -c.weight, -c.last_step))
+    ordered = sorted(clusters, key=order)
     step = best.last_step
     return VoteResult(
         answer=answers[step],

@@ -40,17 +40,26 @@ def results():
 def test_at_least_d1(results, task):
     r = results[task]
     assert r.n == {"gsm8k": 1130, "math500": 500, "countdown": 256}[task]
-    # Our re-implementation of d1's rules reproduces d1's published numbers exactly ...
-    assert round(r.pct(r.strict), 2) == fidelity.D1_REPORTED[task]
-    # ... and our checker scores each set at least as high.
-    assert r.pct(r.ours) >= fidelity.D1_REPORTED[task]
+    # The package's paper protocol reproduces the published numbers exactly ...
+    assert r.paper == {"gsm8k": 863, "math500": 162, "countdown": 50}[task]
+    assert round(r.pct(r.paper), 2) == fidelity.REPORTED[task]
+    # ... and the default protocol scores each set at least as high.
+    assert r.pct(r.default) >= fidelity.REPORTED[task]
 
 
 def test_every_disagreement_is_documented(results):
     doc = (SCRIPT.parent.parent / "docs" / "scoring_fidelity.md").read_text(encoding="utf-8")
     for r in results.values():
-        for row in r.only_ours + r.only_strict:
+        for row in r.only_default + r.only_paper:
             assert f"`{row['id']}`" in doc, f"{row['id']} is not in docs/scoring_fidelity.md"
+
+
+def test_last_lines(results, capsys, monkeypatch):
+    monkeypatch.setattr(fidelity, "score", lambda data_dir=None: results)
+    assert fidelity.main(["--data", str(DATA)]) == 0
+    *_, paper, default = capsys.readouterr().out.splitlines()
+    assert paper == "fidelity_paper gsm8k=76.37 math500=32.40 countdown=19.53"
+    assert default == "fidelity " + " ".join(f"{t}={r.pct(r.default):.2f}" for t, r in results.items())
 
 
 def test_missing_data_folder_names_the_variable(tmp_path, capsys):

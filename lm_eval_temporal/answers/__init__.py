@@ -12,6 +12,11 @@ the same answer; this package is that single source. Public API (stable):
 - :func:`normalize_gold` ``(gold, task)``: the gold answer in the form the two above expect.
 - :data:`TASKS` (names), :data:`TASK_ALIASES`, :func:`canonical_task`; :func:`answer_task`
   gives a task's :class:`AnswerTask` entry.
+- ``protocol="paper"`` (:data:`PROTOCOLS`) on :func:`extract_answer` and :func:`is_correct`:
+  the official rules of the paper's evaluation code, quirks included (:mod:`.paper`; gsm8k,
+  svamp, math500, countdown), for comparisons with its published numbers;
+  :func:`.paper.check_answer` scores an answer already parsed that way (a vote's winner).
+  ``"default"`` (the default) is this package's own rules.
 
 Tasks: ``gsm8k`` and ``svamp`` (numbers, :mod:`.numeric`), ``math500`` (alias ``math``; LaTeX
 answers, :mod:`.latex`, with math-verify in :mod:`.verify`), ``countdown`` (arithmetic
@@ -25,6 +30,7 @@ and math-verify runs in a helper process killed after :data:`MATH_TIMEOUT_S`.
 from __future__ import annotations
 
 from lm_eval_temporal.answers.api import (
+    PROTOCOLS,
     _equivalent_cached,
     _extract_cached,
     equivalence,
@@ -40,6 +46,7 @@ from lm_eval_temporal.answers.verify import MATH_TIMEOUT_S, _MathWorker
 __all__ = [
     "TASKS",
     "TASK_ALIASES",
+    "PROTOCOLS",
     "MAX_TEXT_CHARS",
     "MAX_ANSWER_CHARS",
     "MATH_TIMEOUT_S",

@@ -5,6 +5,9 @@ generation, so these functions never raise for any text (only for an unknown tas
 what they read, and cache results: the same step answers and pairs recur across hundreds of
 denoising steps, and math equivalence can cost a math-verify call. Per-task rules come from
 :mod:`.registry`.
+
+``protocol="paper"`` swaps the rules for the paper's official ones (:mod:`.paper`), for
+comparisons with its published numbers; ``"default"`` is this package's own rules.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from functools import lru_cache, partial
 from typing import Any, Callable
 
+from lm_eval_temporal.answers import paper
 from lm_eval_temporal.answers.latex import clean_math
 from lm_eval_temporal.answers.registry import REGISTRY, answer_task, canonical_task
 from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS, clean, coerce_text
@@ -19,6 +23,13 @@ from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS, clea
 # Cache only texts up to this size: bigger ones are rare and would pin memory.
 _CACHE_TEXT_CHARS = 16_384
 _CLUSTERS = ("equivalence", "exact")
+PROTOCOLS = ("default", "paper")
+
+
+def _protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    return protocol
 
 
 @lru_cache(maxsize=32_768)
@@ -26,13 +37,25 @@ def _extract_cached(text: str, task: str) -> str | None:
     return REGISTRY[task].extract(clean(text))
 
 
-def extract_answer(text: str | None, task: str) -> str | None:
+@lru_cache(maxsize=32_768)
+def _extract_paper_cached(text: str, task: str) -> str | None:
+    return paper.extract(text, task)
+
+
+def extract_answer(text: str | None, task: str, protocol: str = "default") -> str | None:
     """The canonical answer stated in ``text`` for ``task``, or None if nothing parses.
 
+    ``protocol="paper"``: the paper's official parse (:mod:`.paper`; gsm8k, svamp, math500 and
+    countdown), on the text exactly as given: a float answer as ``repr(float)`` (``"18.0"``),
+    for math500 the whole text when it has no box.
+
     Never raises for any ``text`` (None, bytes, numbers and arbitrary strings are accepted);
-    raises ValueError only for an unknown ``task``. Results are cached per (text, task).
+    raises ValueError only for an unknown ``task`` or ``protocol``. Results are cached per
+    (text, task).
     """
     task = canonical_task(task)
+    if _protocol(protocol) == "paper":
+        return _extract_paper(coerce_text(text), paper.paper_task(task))
     s = coerce_text(text)
     if not s:
         return None
@@ -41,6 +64,17 @@ def extract_answer(text: str | None, task: str) -> str | None:
             return _extract_cached.__wrapped__(s[-MAX_TEXT_CHARS:], task)
         return _extract_cached(s, task)
     except Exception:  # noqa: BLE001 - a parser bug must not take an evaluation down
+        return None
+
+
+def _extract_paper(s: str | None, task: str) -> str | None:
+    if not s:
+        return None
+    try:
+        if len(s) > _CACHE_TEXT_CHARS:
+            return paper.extract(s, task)
+        return _extract_paper_cached(s, task)
+    except Exception:  # noqa: BLE001
         return None
 
 
@@ -94,13 +128,19 @@ def normalize_gold(gold: Any, task: str) -> Any:
     return answer_task(task).normalize_gold(gold)
 
 
-def is_correct(text: str | None, gold: Any, task: str) -> bool:
+def is_correct(text: str | None, gold: Any, task: str, protocol: str = "default") -> bool:
     """Whether the answer in ``text`` matches ``gold`` (any format :func:`normalize_gold` takes).
 
     ``text`` may be a whole generation or an already extracted answer. Malformed golds and
-    unparsable texts give False; raises ValueError only for an unknown ``task``.
+    unparsable texts give False; raises ValueError only for an unknown ``task`` or ``protocol``.
+
+    ``protocol="paper"``: the paper's official verdict on the generation ``text`` (parsed as
+    :func:`extract_answer` does with that protocol; a bare answer is not recognised as one, as
+    officially); :func:`.paper.check_answer` scores an answer that is already parsed.
     """
     t = answer_task(task)
+    if _protocol(protocol) == "paper":
+        return paper.check_answer(extract_answer(text, t.name, protocol="paper"), gold, t.name)
     try:
         g = t.normalize_gold(gold)
     except ValueError:

@@ -1,11 +1,21 @@
 """MATH500 answers: LaTeX strings, compared cheaply first and with math-verify only if needed.
 
 A math answer has no single canonical form, so it is kept as the LaTeX the model wrote (the
-last non-placeholder box, the ``<answer>`` block's last ``$...$``, or "the answer is X"), with
+final box or boxes, the ``<answer>`` block's last ``$...$``, or "the answer is X"), with
 whitespace collapsed and ``$``/``\\(...\\)`` delimiters removed. Equivalence tries, in order of
 cost: a formatting-only normal form (``\\dfrac`` = ``\\frac``, spacing commands, outer braces),
 exact rational value for plain numbers, and only then math-verify (see :mod:`.verify`), which
 is slow and must be time-bounded.
+
+Several boxes (:func:`final_boxes`): the last box is the answer, because a partly denoised
+canvas often still holds a stale box before the new one, and models restate their answer in a
+second box. The exception is one answer in several parts: when the boxes before the last one
+stand on the same line and are separated from it only by a comma and/or "and" (math delimiters,
+spacing commands and ``\\text{and}`` aside), as in ``\\boxed{1} and \\boxed{-2}`` or
+``$\\boxed{(1, 2)}$, $\\boxed{(2, 1)}$``, they are one answer, their parts joined by ", "
+(``1, -2``), which math-verify compares as a set. Anything else between two boxes (a newline,
+a full stop, "or", "then", a formula) keeps the last box alone. Golds go through the same
+rule (:func:`math_gold`).
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from lm_eval_temporal.answers.text import (
 )
 from lm_eval_temporal.answers.verify import math_verify_equal
 
+_MAX_PARTS = 16  # boxes looked at for a multi-part answer, from the last one back
+
 
 def clean_math(s: str) -> str | None:
     """A LaTeX answer without math delimiters, whitespace collapsed; None if empty/too long."""
@@ -42,13 +54,51 @@ def clean_math(s: str) -> str | None:
 
 
 _INLINE_MATH = re.compile(r"\$([^$]{1,512})\$|\\\((.{1,512}?)\\\)", re.S)
+_BRACED_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*\{")
+# Between two parts of one answer, once delimiters, spacing and \text{...} wrappers are dropped:
+# a comma and/or "and", on one line.
+_SEPARATOR_NOISE = re.compile(r"\$|\\[(),;:! ]|\\q?quad(?![A-Za-z])|\\(?:text|mbox|mathrm)\s*\{|\}")
+_PART_JOINER = re.compile(r"[ \t]*(?:,[ \t]*(?:and[ \t]+)?|and[ \t]+)")
+
+
+def _joined_parts(s: str) -> list[str]:
+    """Contents of the closed boxes that end the text's boxes as one multi-part answer."""
+    spans = []
+    for m in list(_BRACED_BOX.finditer(s))[-_MAX_PARTS:]:
+        content = balanced(s, m.end())
+        spans.append((m.start(), m.end() + len(content) + 1 if content is not None else None, content))
+    parts: list[str] = []
+    start = None
+    for begin, end, content in reversed(spans):
+        if content is None or PLACEHOLDER.match(content):
+            break
+        if start is not None and (end > start or not _PART_JOINER.fullmatch(_SEPARATOR_NOISE.sub("", s[end:start]))):
+            break
+        parts.append(content)
+        start = begin
+    return parts[::-1]
+
+
+def final_boxes(s: str, found: list[str] | None = None) -> str | None:
+    """The answer the boxes of ``s`` state: the last box, or the boxes of a multi-part final
+    answer joined by ", " (see the module doc); None without a box. ``found``: ``boxes(s)``
+    when the caller has it already."""
+    found = boxes(s) if found is None else found
+    if not found:
+        return None
+    parts = _joined_parts(s)
+    if len(parts) > 1 and parts[-1] == found[-1]:
+        cleaned = [clean_math(p) for p in parts]
+        if all(cleaned):
+            return clean_math(", ".join(cleaned))
+    return clean_math(found[-1])
 
 
 def extract_math(s: str) -> str | None:
     """The MATH500 answer in a cleaned generation, or None."""
     found = boxes(s)
     if found:
-        return clean_math(found[-1])
+        return final_boxes(s, found)
     block = answer_block(s)
     if block:
         inline = None
@@ -62,9 +112,14 @@ def extract_math(s: str) -> str | None:
 
 
 def math_gold(s: str) -> str | None:
-    """A MATH500 reference answer with a surrounding ``\\boxed{}`` or ``$...$`` removed."""
+    """A MATH500 reference answer with a surrounding ``\\boxed{}`` or ``$...$`` removed; a gold
+    written as a solution is read as math-verify reads it: its final box(es), else the clause
+    after "the (final) answer is" (``... The final answer is $28\\%$`` -> ``28\\%``)."""
     found = boxes(s)
-    return clean_math(found[-1] if found else s)
+    if found:
+        return final_boxes(s, found)
+    clause = answer_is(s)
+    return clean_math(clause if clause else s)
 
 
 # Formatting-only rewrites: equal keys imply the same mathematical answer.
