@@ -42,6 +42,7 @@ class Sampled:
     stops: list[list[str]]
     sequences: torch.Tensor  # [B, G] generated tokens
     trajectory: torch.Tensor | None  # [B, steps, G], None without capture
+    commit_step: torch.Tensor | None  # [B, G] global step each position was committed at (with capture)
     steps_run: list[int]
     parsed: list[early_stop.RowSteps] | None = None  # steps parsed during sampling (early_stop=stable)
 
@@ -149,6 +150,7 @@ class TemporalPipeline:
             stops=stops,
             sequences=out.sequences[:, input_ids.shape[1]:].cpu(),
             trajectory=out.trajectory,
+            commit_step=out.commit_step,
             steps_run=out.steps_run.tolist(),
             parsed=stop.rows,
         )

@@ -48,6 +48,9 @@ class GenerationOutput:
     - ``trajectory``: int32 CPU tensor [B, steps, G], the ``x0`` of every step over the
       generation span (committed tokens plus the current guess for every masked position);
       ``trajectory[:, -1]`` equals the generated tokens. None unless ``capture=True``.
+    - ``commit_step``: long CPU tensor [B, G], the global step at which each generated position
+      was committed (with the trajectory, the canvas every step saw: what a likelihood of the
+      sampled trajectory needs). None unless ``capture=True``.
     - ``steps_run``: LongTensor [B], the forward steps each row used (``steps`` unless a
       ``step_callback`` stopped it early).
     """
@@ -55,6 +58,7 @@ class GenerationOutput:
     sequences: torch.Tensor
     trajectory: torch.Tensor | None
     steps_run: torch.Tensor
+    commit_step: torch.Tensor | None = None
 
 
 def _config_attr(model: torch.nn.Module, name: str):
@@ -256,6 +260,7 @@ def generate(
 
     positions = torch.arange(G, device=device)
     traj = torch.empty((B, steps, G), dtype=torch.int32, device=device) if capture else None
+    commit_step = torch.full((B, G), -1, dtype=torch.long, device=device) if capture else None
     steps_run = torch.full((B,), steps, dtype=torch.long, device=device)
     # Early stopping state, only touched when a callback exists: `rows` indexes the rows still
     # running (None = all of them, the common path, which then indexes nothing).
@@ -318,11 +323,13 @@ def generate(
                 x0_all = x0
                 if traj is not None:
                     traj[:, step] = x0
+                    commit_step = torch.where(commit, step, commit_step)
             else:
                 x[rows, P:] = new_gen
                 x0_all[rows] = x0
                 if traj is not None:
                     traj[rows, step] = x0.to(torch.int32)
+                    commit_step[rows] = torch.where(commit, step, commit_step[rows])
             if step_callback is None:
                 continue
             if callback_gap:
@@ -345,6 +352,8 @@ def generate(
             still = (x[:, P:] == mask_id) & stop[:, None]
             x[:, P:] = torch.where(still, x0_all, x[:, P:])
             steps_run = torch.where(stop, step + 1, steps_run)
+            if commit_step is not None:
+                commit_step = torch.where(still, step, commit_step)
             active &= ~stop
             stopped_any = True
             rows = active.nonzero().squeeze(1)
@@ -360,4 +369,5 @@ def generate(
             last = torch.minimum(torch.arange(steps, device=device)[None, :], steps_run[:, None] - 1)
             traj = traj.gather(1, last[:, :, None].expand(B, steps, G))
         trajectory = traj.cpu()
-    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run)
+    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run,
+                            commit_step=None if commit_step is None else commit_step.cpu())

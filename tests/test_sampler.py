@@ -42,7 +42,12 @@ def generate_with_commits(model, ids, attn=None, callback=None, **gen):
     out = generate(model, ids, attn, step_callback=observe, **gen)
     done = ~torch.stack(seen, dim=1)  # [B, steps seen, G]
     first = torch.where(done.any(1), done.int().argmax(1), done.shape[1])
-    return out, torch.minimum(first, (out.steps_run - 1)[:, None])
+    commits = torch.minimum(first, (out.steps_run - 1)[:, None])
+    if out.trajectory is not None:  # capture also records them: the two accounts agree
+        assert torch.equal(out.commit_step, commits)
+    else:
+        assert out.commit_step is None
+    return out, commits
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ class Rollout:
     prompt_attention: torch.Tensor  # [B, P] 1 = real token
     completion_ids: torch.Tensor  # [B, gen_length]
     completion_mask: torch.Tensor  # [B, gen_length] bool, up to and including the first stop token
+    commit_step: torch.Tensor  # [B, gen_length] the denoising step at which each token was committed
     prompts: list[str]
     records: list[TemporalRecord]  # per completion: per-step answers, final text, TSE
     gold: list[Any]
@@ -66,11 +67,12 @@ def rollout(
         raise ValueError(f"need one seed per completion: {len(seeds)} seeds for {len(rows)} completions")
     ids, attn = pipeline.pad([pipeline.encode(r) for r in rows])
     step = batch_size or len(rows)
-    completions, records = [], []
+    completions, commits, records = [], [], []
     for s in range(0, len(rows), step):
         part = slice(s, s + step)
         sampled = pipeline.sample(ids[part], attn[part], sampler, tasks=[task] * len(rows[part]), seeds=seeds[part])
         completions.append(sampled.sequences)
+        commits.append(sampled.commit_step)
         records.extend(pipeline.finish(sampled))
     comp = torch.cat(completions)
     return Rollout(
@@ -78,6 +80,7 @@ def rollout(
         prompt_attention=attn,
         completion_ids=comp,
         completion_mask=completion_mask(comp, pipeline.decoder.stop_ids.tolist()),
+        commit_step=torch.cat(commits),
         prompts=rows,
         records=records,
         gold=[g for g in gold for _ in range(group_size)],
