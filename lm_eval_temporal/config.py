@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lm_eval_temporal.answers import PROTOCOLS
 from lm_eval_temporal.coerce import option
 
 __all__ = [
@@ -101,6 +102,10 @@ class TemporalConfig:
     - ``cluster``: ``equivalence`` groups answers the task's checker calls equal,
       ``exact`` groups equal strings only.
     - ``tse_alpha`` / ``tse_skip``: TSE's exp weights and the share of early steps it drops.
+    - ``protocol``: ``default`` (this package's reading: text cut at the first end-of-answer
+      token, answer extraction and equivalence of ``answers``) or ``paper`` (the paper's
+      official evaluation exactly: the whole canvas decoded, the official parsers, exact
+      clusters, ties to the answer seen first, official scoring).
     - ``early_stop``: none, ``stable`` (the running vote's winner held ``stop_window`` steps
       with ``stop_share`` of the weight) or ``confidence`` (mean top-1/top-2 logit gap over the
       still-masked positions >= ``stop_gap``, one threshold or three for the thirds of the
@@ -119,6 +124,17 @@ class TemporalConfig:
     stop_share: float = option(0.9, lo=0.0, hi=1.0, lo_open=True)
     stop_gap: tuple[float, ...] = option((8.0, 5.0, 3.0), lo=0.0, parse=_gap_items)
     stop_min: float = option(0.0, lo=0.0, hi=1.0, hi_open=True)
+    protocol: str = option("default", choices=PROTOCOLS)
+
+    @property
+    def clusters(self) -> str:
+        """How answers are grouped: the paper's protocol keys on the parsed values exactly."""
+        return "exact" if self.protocol == "paper" else self.cluster
+
+    @property
+    def tie(self) -> str:
+        """The vote's tie-break: the paper's code keeps the answer seen first."""
+        return "first" if self.protocol == "paper" else "latest"
 
     @property
     def weighting(self) -> str:

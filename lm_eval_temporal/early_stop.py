@@ -65,7 +65,7 @@ def policy(cfg: TemporalConfig, steps: int, decoder: StepDecoder, tasks: Sequenc
         return Policy(by_gap, callback_gap=True)
 
     rows = [RowSteps() for _ in tasks]
-    votes = [temporal.RunningVote(steps, cfg.weighting, cfg.alpha, answers.equivalence(t, cfg.cluster)) for t in tasks]
+    votes = [temporal.RunningVote(steps, cfg.weighting, cfg.alpha, answers.equivalence(t, cfg.clusters)) for t in tasks]
     done = [False] * len(tasks)
 
     def by_vote(step: int, x0: torch.Tensor, still: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,7 @@ def policy(cfg: TemporalConfig, steps: int, decoder: StepDecoder, tasks: Sequenc
             if b in new:
                 text = cut_at(new[b], stops[b])
                 r.last = cut[b].clone()
-                answer = answers.extract_answer(text, tasks[b])
+                answer = answers.extract_answer(text, tasks[b], cfg.protocol)
             else:
                 text, answer = r.texts[-1], r.answers[-1]
             r.texts.append(text)

@@ -41,13 +41,13 @@ class Score:
 
 def judge(record: TemporalRecord, gold: Any, *, task: str | None = None, check: Check | None = None) -> dict[str, bool]:
     """The verdict of each distinct answer of ``record``: ``check(answer)``, by default
-    ``answers.is_correct(answer, gold, task)`` with the record's answer parser unless ``task``
-    names another."""
+    ``answers.answer_correct`` with the record's protocol and answer parser (unless ``task``
+    names another)."""
     if check is None:
         parser = task or record.answer_task
 
         def check(a: str) -> bool:
-            return answers.is_correct(a, gold, parser)
+            return answers.answer_correct(a, gold, parser, record.protocol)
     return {a: bool(check(a)) for a in record.distinct_answers()}
 
 

@@ -78,6 +78,7 @@ class BackendOptions:
     answer_task: str = option("auto", choices=ANSWER_TASKS, parse=task_alias)
     tse_alpha: float = like(TemporalConfig, "tse_alpha")
     tse_skip: float = like(TemporalConfig, "tse_skip")
+    protocol: str = like(TemporalConfig, "protocol")
     batch_size: int = option(1, lo=1, parse=_batch_size)
     overlap: bool = True
     seed: int = 1234

@@ -59,14 +59,15 @@ def make_record(
     """Vote and TSE of one row from the answers and texts of the steps it ran (the last being
     the final output), with the vote's weights over the ``steps`` of the schedule (steps never
     run cast no vote). docs/algorithm.md, "Voting" and "TSE"."""
-    eq = answers.equivalence(task, cfg.cluster)
+    eq = answers.equivalence(task, cfg.clusters)
     n = len(step_answers)
     vote = None
     if cfg.vote == "gated":
         vote = temporal.gated_vote(step_answers, window=cfg.gate_window, share=cfg.gate_share, alpha=cfg.alpha,
                                    equivalent=eq, total_steps=steps)
     elif cfg.vote != "none":
-        vote = temporal.vote(step_answers + [None] * (steps - n), weighting=cfg.vote, alpha=cfg.alpha, equivalent=eq)
+        vote = temporal.vote(step_answers + [None] * (steps - n), weighting=cfg.vote, alpha=cfg.alpha, equivalent=eq,
+                             tie=cfg.tie)
     voted = vote is not None and vote.answer is not None
     tse = temporal.temporal_semantic_entropy(step_answers, weighting="exp", alpha=cfg.tse_alpha,
                                              skip_ratio=cfg.tse_skip, equivalent=eq)
@@ -86,6 +87,7 @@ def make_record(
         step_texts=list(texts) if keep_texts else None,
         gate_kept_final=vote.kept_final if gated else None,
         gate_share=vote.gate_share if gated else None,
+        protocol=cfg.protocol,
     )
 
 
@@ -100,7 +102,8 @@ class TemporalPipeline:
         self.model = model
         self.config = config or TemporalConfig()
         self.keep_texts = step_texts
-        self.decoder = StepDecoder(model.tokenizer, model.stop_ids)
+        # The paper's code decodes the whole canvas (special tokens skipped), cutting nothing at EOS.
+        self.decoder = StepDecoder(model.tokenizer, [] if self.config.protocol == "paper" else model.stop_ids)
         self.pad_id = next(i for i in (model.pad_id, model.eos_id, 0) if i is not None)
 
     # ------------------------------------------------------------------ prompts
@@ -173,9 +176,9 @@ class TemporalPipeline:
                 texts = self.decoder.step_texts(sampled.trajectory[b, :n], sampled.stops[b])
                 step_answers = [None] * n
                 for s, t in enumerate(texts[:-1]):
-                    step_answers[s] = answers.extract_answer(t, task)
+                    step_answers[s] = answers.extract_answer(t, task, self.config.protocol)
             texts[-1] = final_text  # the last capture is the final output
-            step_answers[-1] = answers.extract_answer(final_text, task)
+            step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
             records.append(make_record(step_answers, texts, self.config, task=task, steps=sampled.sampler.steps,
                                        keep_texts=self.keep_texts))
         return records

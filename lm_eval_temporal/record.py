@@ -67,6 +67,7 @@ class TemporalRecord:
     for a file: ``task`` / ``doc_id`` (lm-eval's), ``gold`` (the normalised gold answer),
     ``weights`` (each step's vote weight), ``final_text``, ``response`` (the text returned),
     ``step_texts`` (with ``trajectory_text=true``), and the gated vote's verdict.
+    ``protocol`` says how the answers were read and are to be scored (``default`` or ``paper``).
     """
 
     answer_task: str
@@ -86,6 +87,7 @@ class TemporalRecord:
     step_texts: list[str] | None = None
     gate_kept_final: bool | None = None
     gate_share: float | None = None
+    protocol: str = "default"
 
     @property
     def steps_run(self) -> int:
@@ -113,6 +115,7 @@ class TemporalRecord:
             "vote_step": self.vote_step,
             "method": self.method,
             "tse": self.tse,
+            "protocol": self.protocol,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -165,4 +168,5 @@ class TemporalRecord:
             step_texts=data.get("step_texts"),
             gate_kept_final=data.get("gate_kept_final"),
             gate_share=data.get("gate_share"),
+            protocol=str(data.get("protocol") or "default"),
         )

@@ -197,7 +197,8 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
     metrics come from the backend's trace and are NaN for backends that produce none."""
     task, gold = trace.doc_marker(doc)
     text, record = trace.split(results[0])
-    out = {"exact_match": float(answers.is_correct(text, gold, task))}
+    protocol = record.protocol if record is not None else "default"
+    out = {"exact_match": float(answers.is_correct(text, gold, task, protocol=protocol))}
     if record is None:
         out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan, steps_saved=math.nan)
         return out

@@ -147,3 +147,37 @@ def test_generation_settings_mapping(tiny_dir):
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), block_length=16, steps=6)
     s = lm.resolve_generation({"max_gen_toks": 64})
     assert (s.gen_length, s.block_length, s.steps) == (64, 16, 8)  # steps rounded up to 4 blocks
+
+
+def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
+    """protocol=paper decodes past an early EOS (the official reading) and parses officially;
+    the default cuts at the EOS and reads the answer before it."""
+    import lm_eval_temporal.pipeline as pipeline
+    from lm_eval_temporal.tasks import process_results
+
+    real = pipeline.generate
+    responses = {}
+    for protocol in ("default", "paper"):
+        lm = LLaDATemporalLM(pretrained=str(tiny_dir), vote="exp", protocol=protocol, gen_length=32, steps=4,
+                             block_length=32)
+        tok, eos = lm.tokenizer, lm.loaded.eos_id
+        head, tail = tok("so 3 #### 3", add_special_tokens=False)["input_ids"], tok("\\boxed{18}", add_special_tokens=False)["input_ids"]
+        row = head + [eos] + tail
+        row = row + [eos] * (32 - len(row))
+        traj = torch.tensor([row] * 4, dtype=torch.int32)[None]
+
+        def fake_generate(model, input_ids, attention_mask=None, **kw):
+            out = real(model, input_ids, attention_mask, **kw)
+            out.sequences[:, -32:] = traj[:, -1].long()
+            out.trajectory = traj.clone()
+            return out
+
+        monkeypatch.setattr(pipeline, "generate", fake_generate)
+        responses[protocol] = lm.generate_until([req("Q", marked_doc("18"))], disable_tqdm=True)[0]
+    (text_d, rec_d), (text_p, rec_p) = trace.split(responses["default"]), trace.split(responses["paper"])
+    assert (rec_d.final, rec_d.protocol) == ("3", "default") and "18" not in text_d
+    assert (rec_p.final, rec_p.protocol) == ("18.0", "paper") and text_p.endswith("\\boxed{18}")
+    doc = {**marked_doc("18")}
+    assert process_results(doc, [responses["default"]])["exact_match"] == 0.0
+    assert process_results(doc, [responses["paper"]]) == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0,
+                                                          "tse": 0.0, "steps_saved": 0.0}

@@ -1,6 +1,6 @@
 """``lm-eval-temporal plot``: files written, numbers in the report, clear errors.
 
-Correctness is replaced by string equality in every test (``answers.is_correct``, which
+Correctness is replaced by string equality in every test (``answers.answer_correct``, which
 ``metrics.score`` calls), so the expected numbers are unambiguous.
 """
 
@@ -24,13 +24,13 @@ from lm_eval_temporal.cli import main  # noqa: E402
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _equal(answer, gold, answer_task):
+def _equal(answer, gold, answer_task, protocol="default"):
     return answer is not None and answer == gold
 
 
 @pytest.fixture(autouse=True)
 def string_equality(monkeypatch):
-    monkeypatch.setattr(answers, "is_correct", _equal)
+    monkeypatch.setattr(answers, "answer_correct", _equal)
 
 
 def _rec(doc_id, gold, answers, vote, tse, task="gsm8k_temporal", answer_task="gsm8k", method="exp"):
@@ -207,10 +207,10 @@ def test_missing_matplotlib_says_which_extra(tmp_path, monkeypatch):
 
 
 def test_correctness_comes_from_the_one_scorer(tmp_path, monkeypatch):
-    """plot scores through metrics.score, which judges with answers.is_correct."""
+    """plot scores through metrics.score, which judges with answers.answer_correct."""
     calls = []
-    monkeypatch.setattr(answers, "is_correct", lambda a, g, t: calls.append((a, g, t)) or a == g)
+    monkeypatch.setattr(answers, "answer_correct", lambda a, g, t, p: calls.append((a, g, t, p)) or a == g)
     (s,) = plot.load_trajectories(_write(tmp_path / "one.jsonl", RECORDS[:1]))
     score_all([s])
-    assert sorted(calls) == [("18", "18", "gsm8k")]  # once per distinct answer, with the record's parser
+    assert sorted(calls) == [("18", "18", "gsm8k", "default")]  # once per distinct answer, the record's parser
     assert s.final_ok and s.ever_ok and s.vote_ok

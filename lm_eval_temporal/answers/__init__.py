@@ -32,7 +32,9 @@ from __future__ import annotations
 from lm_eval_temporal.answers.api import (
     PROTOCOLS,
     _equivalent_cached,
+
     _extract_cached,
+    answer_correct,
     equivalence,
     equivalent,
     extract_answer,
@@ -57,5 +59,6 @@ __all__ = [
     "extract_answer",
     "equivalent",
     "is_correct",
+    "answer_correct",
     "normalize_gold",
 ]

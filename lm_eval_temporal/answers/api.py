@@ -159,3 +159,12 @@ def is_correct(text: str | None, gold: Any, task: str, protocol: str = "default"
         return equivalent(answer, g, t.name)
     except Exception:  # noqa: BLE001
         return False
+
+
+def answer_correct(answer: str | None, gold: Any, task: str, protocol: str = "default") -> bool:
+    """Whether an answer :func:`extract_answer` returned with ``protocol`` (a step's answer, a
+    vote's winner) matches ``gold``: the one verdict on parsed answers that final-pass,
+    ever-pass and vote-pass use."""
+    if _protocol(protocol) == "paper":
+        return paper.check_answer(answer, gold, answer_task(task).name)
+    return answer is not None and is_correct(answer, gold, task)
