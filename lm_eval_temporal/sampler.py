@@ -12,8 +12,9 @@ Torch only: this module knows nothing about lm-eval, tokenizers or answers. The 
 4. ``x0`` = argmax of the logits, or float64 Gumbel-max ``exp(logits) / (-log U) ** temperature``.
    The mask token's logit is -inf (so is EOS's with ``suppress_eos``): a committed position
    always holds a real token, so every step commits exactly its quota of new positions.
-5. Confidence is ``softmax(logits)[x0]`` (low_confidence) or ``U(0, 1)`` (random); positions
-   right of the current block and positions already committed never compete.
+5. Confidence is ``softmax(logits)[x0]`` (low_confidence, computed for the current block
+   only) or ``U(0, 1)`` (random); positions outside the current block and positions already
+   committed never compete.
 6. The most confident positions (ties: the leftmost) are committed.
 7. With ``capture=True`` the ``x0`` of every step over the generation span is kept.
 
@@ -303,11 +304,16 @@ def generate(
             # Only masked positions up to the end of the current block compete.
             candidate = masked & (positions < b_end)
             if cfg.remasking == "low_confidence":
-                # Softmax over the candidate span only (positions beyond it are never read).
-                probs = torch.softmax(logits[:, :b_end].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
-                conf_span = probs.gather(-1, x0[:, :b_end, None]).squeeze(-1)
+                # softmax(logits)[x0] where it is read: the current block (earlier blocks are fully
+                # committed, later ones never compete). A softmax of just those rows is the same,
+                # bit for bit, as one over the whole span (rows are independent), at a fraction of
+                # the float32 [B, positions, V] it materialised (exp(logit - logsumexp) would be
+                # cheaper still but rounds differently, and a flipped near-tie changes tokens).
+                b_start = b_end - block_length
+                span = logits[:, b_start:b_end].to(torch.promote_types(logits.dtype, torch.float32))
+                conf_span = torch.softmax(span, dim=-1).gather(-1, x0[:, b_start:b_end, None]).squeeze(-1)
                 conf = torch.full(x0.shape, -torch.inf, dtype=conf_span.dtype, device=device)
-                conf[:, :b_end] = conf_span
+                conf[:, b_start:b_end] = conf_span
             else:
                 conf = _uniform((x0.shape[0], G), torch.float32, device, generator, rows)
             conf = conf.masked_fill(~candidate, -torch.inf)
