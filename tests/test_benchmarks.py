@@ -20,6 +20,7 @@ SCRIPTS = {
     "early_stop.py": ([], rf"early_stop_best=\S+ saved={NUM}% delta=[+-]\d+\.\d\d"),
     "voting_regimes.py": (["--out_dir", "{tmp}"], rf"vote_gain_vs_final=(?:\w+:[+-]\d+\.\d\d,?){{4}}"),
     "sampler_step.py": ([], rf"sampler_step_overhead={NUM}"),
+    "gpu.py": ([], rf"gsm8k256_projected_min={NUM}"),
 }
 
 
