@@ -90,6 +90,54 @@ def test_numeric_gold_formats():
     assert not is_correct("#### 72", "garbage", "gsm8k")  # malformed gold: False, no exception
 
 
+@pytest.mark.parametrize("text, want", [
+    ("The answer is 1e3", "1000"),  # was "1", matching gold 1 and not 1000
+    ("\\boxed{1.5e3}", "1500"),  # was "1.5"
+    ("The answer is 2E-2.", "0.02"),
+    ("\\boxed{4.2e+2}", "420"),
+    ("\\boxed{-1.5e3}", "-1500"),
+    ("\\boxed{1.5 \\times 10^{3}}", "1500"),
+    ("\\boxed{1.5\\cdot 10^3}", "1500"),
+    ("The answer is 1.5 \u00d7 10^3 meters.", "1500"),  # Unicode times sign, and a unit
+    ("#### 1.5\u00b710^3", "1500"),
+    ("$3 \\times 10^{4}$ dollars", "30000"),
+    ("\\boxed{10^{6}}", "1000000"),
+    ("\\boxed{10^{-2}}", "0.01"),
+    ("\\boxed{1,500 \\times 10^3}", "1500000"),
+    ("\\boxed{2 \\times 10^{3} + 5}", "2005"),  # still arithmetic
+    ("\\boxed{6/3 \\times 10^2}", "200"),  # (6/3)*100, not 6/300
+    ("\\boxed{1/10^3}", "0.001"),
+    ("The answer is 1e999", None),  # beyond any answer: not read as 1
+    # Not scientific notation: "e" in words, at the end of a word, in hex-like strings.
+    ("the answer is 3 eggs", "3"),
+    ("She has 3e", "3"),
+    ("the answer is 3eggs", "3"),
+    ("the answer is 1e3f", "1"),
+    ("0x1e3", "0"),
+    ("ab1e3", None),
+    ("1e3x and then 7", "7"),
+    ("There are 5 eggs; 3 eggs used. The answer is 2", "2"),
+])
+def test_numeric_scientific_notation(text, want):
+    assert extract_answer(text, "gsm8k") == want
+    assert extract_answer(text, "svamp") == want
+
+
+def test_numeric_scientific_notation_against_golds():
+    assert is_correct("The answer is 1e3", 1000, "gsm8k")
+    assert not is_correct("The answer is 1e3", 1, "gsm8k")
+    assert is_correct("\\boxed{1.5e3}", "1500", "svamp")
+    assert not is_correct("\\boxed{1.5e3}", "1.5", "svamp")
+    assert is_correct("The answer is 2E-2", 0.02, "gsm8k")
+    assert is_correct("\\boxed{1.5 \\times 10^{3}}", "#### 1,500", "gsm8k")
+    assert is_correct("\\boxed{1.5\\cdot 10^3}", 1500.0, "svamp")
+    assert is_correct("so it is 1.5 \u00d7 10^3", "1500", "gsm8k")
+    assert is_correct("the answer is 3 eggs", 3, "gsm8k")
+    assert normalize_gold("1e3", "gsm8k") == normalize_gold("1.0 \\times 10^3", "svamp") == "1000"
+    assert equivalent("1.5e3", "1500", "gsm8k") and equivalent("2E-2", "0.02", "svamp")
+    assert not equivalent("1e3", "1", "gsm8k")
+
+
 # ----------------------------------------------------------------------------- math500
 
 

@@ -200,3 +200,195 @@ def test_property_math_equivalence_never_crashes(a, b):
     assert equivalent(b, a, "math500") == r  # symmetric
     assert is_correct(a, b, "math500") in (True, False)
     assert time.perf_counter() - t < A.MATH_TIMEOUT_S + V._KILL_GRACE_S + 5
+
+
+# ----------------------------------------------------------------------------- bounded scoring
+# Inputs whose evaluation explodes in sympy (each took 7-7.5 s: the helper's old 5 s timeout, a
+# 2 s kill and a restart), and the 3 s a call may take here: a generous bound on a measured
+# call, well above the 1.75 s a call can take by design (MATH_TIMEOUT_S + _KILL_GRACE_S).
+EXPLOSIVE = ["(10!)!", "100!!", "\\Gamma(10^{6})", "\\binom{10^{9}}{10^{8}}", "(10^{9})!",
+             "\\Gamma\\left(10^{6}\\right)", "{10^9 \\choose 10^8}", "\\dbinom{10^{9}}{10^{8}}", "10^{6}!",
+             "2^{100!}", "(10^9)!!", "1{,}000{,}000!", "(x+1)^{999}", "(2^{99})^{(2^{99})}"]
+CALL_BOUND_S = 3.0
+
+
+def test_default_bound_is_under_two_seconds():
+    if "LM_EVAL_TEMPORAL_MATH_TIMEOUT" not in __import__("os").environ:
+        assert A.MATH_TIMEOUT_S + V._KILL_GRACE_S < 2.0
+    assert V.MATH_WORKERS >= 1
+
+
+@pytest.mark.parametrize("form", EXPLOSIVE)
+def test_explosive_forms_are_screened(form):
+    assert not V._verifiable(form)
+    t = time.perf_counter()
+    assert is_correct("\\boxed{" + form + "}", "5", "math500") is False
+    assert equivalent(form, "7", "math500") is False
+    assert time.perf_counter() - t < CALL_BOUND_S, form
+
+
+@pytest.mark.parametrize("text, gold", [
+    ("\\boxed{5!}", "120"), ("\\boxed{\\binom{5}{2}}", "10"), ("\\boxed{2^{10}}", "1024"),
+    ("\\boxed{\\frac{999!}{998!}}", "999"), ("\\boxed{(n+1)!}", "(n+1) n!"), ("\\boxed{\\Gamma(5)}", "24"),
+    ("\\boxed{{5 \\choose 2}}", "10"), ("\\boxed{3!\\cdot 2!}", "12"),
+])
+def test_small_factorials_binomials_powers_still_verify(text, gold):
+    assert V._verifiable(text[7:-1]) and V._verifiable(gold)
+    assert is_correct(text, gold, "math500")
+
+
+@pytest.mark.parametrize("form", [
+    "5!", "999!", "\\binom{n}{2}", "\\binom{2n}{n}", "\\Gamma(\\frac{1}{2})", "\\frac{1}{(n+1)!}", "x \\neq 3",
+    "a != b", "10,\\!000", "(x+1)^{99}", "2^{100}", "\\sqrt{2}^{100}", "(-x)^{100}", "\\sum_{k=1}^{100} k",
+    "\\left( \\frac{3}{2}, -13 \\right)", "\\begin{pmatrix} 16/49 \\\\ 48/49 \\end{pmatrix}",
+])
+def test_screen_lets_ordinary_answers_through(form):
+    assert V._verifiable(form)
+
+
+def test_slow_input_past_the_screen_is_cut_off():
+    """A form the screen does not know (Faulhaber's sum of 999th powers runs for minutes) is
+    stopped by the per-call deadline."""
+    t = time.perf_counter()
+    assert equivalent("\\sum_{k=1}^{n} k^{999}", "5", "math500") is False
+    assert time.perf_counter() - t < CALL_BOUND_S
+    assert equivalent("\\sqrt{49}", "7", "math500")  # the helper still answers
+
+
+@pytest.mark.parametrize("hostile", [
+    lambda i: "\\boxed{" + EXPLOSIVE[i % len(EXPLOSIVE)].replace("10", str(11 + i)) + "}",  # screened
+    lambda i: "\\boxed{\\sum_{k=1}^{n} k^{%d}}" % (990 - i),  # not screened: cut off by the deadline
+], ids=["screened", "deadline"])
+def test_eight_threads_do_not_queue_behind_slow_calls(hostile):
+    equivalent("\\sqrt{4}", "2", "math500")  # the helper is running
+
+    def job(i):
+        t = time.perf_counter()
+        bad = is_correct(hostile(i), "5", "math500")
+        good = is_correct("\\boxed{\\sqrt{%d}}" % ((i + 20) ** 2), str(i + 20), "math500")
+        return bad, good, time.perf_counter() - t
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(job, range(8)))
+    assert [g[:2] for g in got] == [(False, True)] * 8
+    # Serially behind one helper the deadline case took 8 x (5 + 2) s before; generous bound.
+    assert time.perf_counter() - t < 4 * CALL_BOUND_S, [round(g[2], 2) for g in got]
+
+
+# A stand-in helper: answers at once, except that "hang" blocks it beyond any timer.
+_FAKE_HELPER = (
+    "import json, sys, time\n"
+    "sys.stdout.write('[\"ready\"]\\n'); sys.stdout.flush()\n"
+    "for line in sys.stdin:\n"
+    "    rid, a, b, t = json.loads(line)\n"
+    "    if a == 'hang':\n"
+    "        time.sleep(600)\n"
+    "    sys.stdout.write(json.dumps([rid, a == b]) + '\\n'); sys.stdout.flush()\n"
+)
+
+
+def test_pool_serves_others_while_one_helper_hangs(monkeypatch):
+    monkeypatch.setattr(V, "_BOOT", _FAKE_HELPER)
+    monkeypatch.setattr(V, "_KILL_GRACE_S", 0.5)
+    p = V._MathPool(2)
+    try:
+        assert p.equal("a", "a", 5.0) is True
+        for _ in range(100):  # the spare helper starts in the background
+            if sum(w.running for w in p._workers) == 2:
+                break
+            time.sleep(0.1)
+        slow = []
+        th = threading.Thread(target=lambda: slow.append((p.equal("hang", "x", 3.0), time.perf_counter())))
+        t0 = time.perf_counter()
+        th.start()
+        time.sleep(0.2)
+        assert p.equal("b", "b", 3.0) is True
+        assert p.equal("b", "c", 3.0) is False
+        assert time.perf_counter() - t0 < 2.0  # not behind the hung call (3.5 s until its kill)
+        th.join(20)
+        assert slow and slow[0][0] is None and slow[0][1] - t0 < 3.0 + 0.5 + CALL_BOUND_S
+        assert p.timeouts == 1
+        for _ in range(100):  # the killed helper is replaced in the background
+            if sum(w.running for w in p._workers) == 2:
+                break
+            time.sleep(0.1)
+        assert sum(w.running for w in p._workers) == 2
+        assert p.equal("d", "d", 3.0) is True
+    finally:
+        p.close()
+
+
+def test_pool_call_waits_no_longer_than_its_deadline(monkeypatch):
+    """All helpers busy: a call gives up at its own deadline instead of queueing."""
+    monkeypatch.setattr(V, "_BOOT", _FAKE_HELPER)
+    p = V._MathPool(1)
+    try:
+        assert p.equal("a", "a", 5.0) is True
+        th = threading.Thread(target=p.equal, args=("hang", "x", 2.0))
+        th.start()
+        time.sleep(0.2)
+        t = time.perf_counter()
+        assert p.equal("b", "b", 0.5) is None
+        assert time.perf_counter() - t < CALL_BOUND_S
+        assert p.busy_timeouts == 1
+        th.join(20)
+    finally:
+        p.close()
+
+
+def test_helpers_exit_with_their_process():
+    code = (
+        "from lm_eval_temporal.answers import equivalent, verify as V\n"
+        "import time\n"
+        "assert equivalent('\\\\sqrt{4}', '2', 'math500')\n"
+        "for _ in range(100):\n"
+        "    if sum(w.running for w in V._WORKER._workers) == 2: break\n"
+        "    time.sleep(0.1)\n"
+        "print(*[w._proc.pid for w in V._WORKER._workers if w.running])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    pids = [int(x) for x in out.stdout.split()]
+    assert len(pids) == 2, out.stderr[-2000:]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+                   for pid in pids)
+
+
+def test_in_process_path_still_works():
+    code = (
+        "import time\n"
+        "from lm_eval_temporal.answers import is_correct, verify as V\n"
+        "t = time.perf_counter()\n"
+        "print(is_correct('\\\\boxed{5!}', '120', 'math500'), is_correct('\\\\boxed{(10!)!}', '5', 'math500'),\n"
+        "      is_correct('\\\\boxed{\\\\binom{10^{9}}{10^{8}}}', '5', 'math500'), V._WORKER.disabled,\n"
+        "      all(w._proc is None for w in V._WORKER._workers))\n"
+    )
+    env = {**__import__("os").environ, "LM_EVAL_TEMPORAL_MATH_WORKER": "0"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert out.stdout.split() == ["True", "False", "False", "True", "True"], out.stderr[-2000:]
+
+
+def test_first_call_budget_starts_when_a_helper_is_up(monkeypatch):
+    """Start-up (slow under load) is not contention: it must not eat the comparison's budget."""
+    monkeypatch.setattr(V, "_BOOT", "import time\ntime.sleep(1.5)\n" + _FAKE_HELPER)
+    p = V._MathPool(2)
+    try:
+        assert p.equal("a", "a", 1.0) is True
+    finally:
+        p.close()
+
+
+def test_pool_that_cannot_start_helpers_falls_back_in_process(monkeypatch):
+    monkeypatch.setattr(V, "_BOOT", "raise SystemExit(3)")
+    p = V._MathPool(3)
+    t = time.perf_counter()
+    assert p.equal("a", "b", 1.0) is None
+    assert p.disabled and time.perf_counter() - t < 60
+    monkeypatch.setattr(V, "_WORKER", p)
+    A._equivalent_cached.cache_clear()
+    assert equivalent("\\sqrt{64}", "8", "math500")  # in-process math-verify
+    assert not equivalent("(10!)!", "5", "math500")  # behind the screen
+    A._equivalent_cached.cache_clear()

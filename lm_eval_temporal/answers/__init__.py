@@ -24,7 +24,11 @@ expressions over given numbers, :mod:`.countdown`) and ``generic`` (:mod:`.gener
 answers are looked for is shared (:mod:`.text`); the per-task rules are one table
 (:mod:`.registry`). Every step is bounded in time: inputs are capped
 (:data:`MAX_TEXT_CHARS`, :data:`MAX_ANSWER_CHARS`), arithmetic is parsed, never ``eval``-ed,
-and math-verify runs in a helper process killed after :data:`MATH_TIMEOUT_S`.
+forms whose evaluation explodes (nested factorials, huge powers, Gamma and binomials of large
+arguments) are screened out before sympy, and math-verify runs in a small pool of helper
+processes (``LM_EVAL_TEMPORAL_MATH_WORKERS``, default 3), each call bounded by
+:data:`MATH_TIMEOUT_S` (``LM_EVAL_TEMPORAL_MATH_TIMEOUT``, default 1.25 s) plus a 0.5 s kill
+grace that the caller never waits for.
 """
 
 from __future__ import annotations

@@ -23,6 +23,15 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))|(?<=\d)\{,\}(?=\d{3}(?!\d))")
 _NUMBER = re.compile(r"(?<![\w.])(-?)(\d+(?:\.\d+)?|\.\d+)(?:\s*/\s*(\d+(?:\.\d+)?))?")
 _LATEX_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{\s*(-?[\d.]+)\s*\}|(\d))\s*(?:\{\s*(-?[\d.]+)\s*\}|(\d))")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]{0,200})\}")
+# Scientific notation: "1.5e3", "2E-2", and "1.5 * 10^{3}" / "10^3" once \times, \cdot and the
+# Unicode multiplication signs are "*". The mantissa and the exponent stand apart from words
+# ("3eggs", "0x1e3", "1e3f" are not numbers in this notation), and the exponent is an integer
+# that no "^" follows (no towers).
+_SCI = re.compile(
+    r"(?<![\w.])(?P<e_mant>\d+(?:\.\d+)?|\.\d+)[eE](?P<e_exp>[-+]?\d{1,4})(?!\w|\.\d)"
+    r"|(?<![\w.])(?:(?P<mant>\d+(?:\.\d+)?|\.\d+)\s*[*\u00d7\u00b7\u22c5]\s*)?(?P<pow>10\s*\^\s*"
+    r"(?:\{\s*(?P<braced>[-+]?\d{1,4})\s*\}|(?P<bare>[-+]?\d{1,4})(?!\w|\.\d)))(?!\s*\^)"
+)
 
 
 def to_fraction(num: str, sign: str = "", den: str | None = None) -> Fraction | None:
@@ -73,7 +82,27 @@ def _numeric_prep(s: str) -> str:
                  ("\\;", " "), ("\\left", ""), ("\\right", ""), ("\\times", "*"), ("\\cdot", "*"),
                  ("\\div", "/"), ("\\(", " "), ("\\)", " "), ("\\[", " "), ("\\]", " ")):
         s = s.replace(a, b)
-    return _THOUSANDS.sub("", s)
+    return _SCI.sub(_plain_decimal, _THOUSANDS.sub("", s))
+
+
+def _plain_decimal(m: re.Match) -> str:
+    """A number in scientific notation spelled out ("1.5e3" -> "1500"); a blank if too long.
+
+    After a "/" or "^" only the power of ten is spelled out, so that ``6/3 * 10^2`` keeps
+    reading as (6/3) * 100."""
+    if m.group("e_exp") is not None:
+        mant, exp, keep = m.group("e_mant"), m.group("e_exp"), ""
+    else:
+        mant, exp, keep = m.group("mant"), m.group("braced") or m.group("bare"), ""
+        j = m.start() - 1
+        while j >= 0 and m.string[j].isspace():
+            j -= 1
+        if mant is not None and j >= 0 and m.string[j] in "/^":
+            mant, keep = None, m.string[m.start():m.start("pow")]
+    k = int(exp)
+    if abs(k) > _MAX_DIGITS or (mant is not None and len(mant) > _MAX_DIGITS):
+        return keep + " "  # beyond what an answer can be (and what int() reads)
+    return keep + format_number(Fraction(mant or "1") * Fraction(10) ** k)
 
 
 def _numbers(s: str) -> list[Fraction]:

@@ -2,14 +2,30 @@
 
 math-verify (sympy) can run for minutes or forever on some inputs, and its own timeout uses
 SIGALRM, which only works on a main thread, while the backend and TCR call it from threads and
-(daemonic) subprocesses. So it runs in one long-lived helper process per Python process
-(started on first use, never per call) that is killed and restarted when a call exceeds
-:data:`MATH_TIMEOUT_S` (``LM_EVAL_TEMPORAL_MATH_TIMEOUT``, seconds). Inputs that would make
-sympy blow up (power towers, huge exponents/factorials, deep nesting) never reach it. If the
-helper cannot be started, or ``LM_EVAL_TEMPORAL_MATH_WORKER=0`` is set, math-verify runs
-in-process behind those screens. A timed-out comparison counts as "not equivalent".
+(daemonic) subprocesses. So the bound is built here, in three layers:
 
-The helper runs this very file, loaded by path rather than through the package (whose imports
+1. A screen (:func:`_verifiable`): inputs whose evaluation explodes never reach sympy and count
+   as "not equivalent" (power towers, huge exponents, factorials / Gamma / binomials of anything
+   but small numbers, nested and double factorials, deep nesting, long strings; see
+   :func:`_explodes`).
+2. A small pool of long-lived helper processes per Python process (:class:`_MathPool`, at most
+   :data:`MATH_WORKERS` = ``LM_EVAL_TEMPORAL_MATH_WORKERS``, default 3). Helpers start in the
+   background when all running ones are busy (never per call) and one spare is kept warm, so
+   concurrent callers do not queue behind one slow comparison.
+3. A per-call deadline of :data:`MATH_TIMEOUT_S` (``LM_EVAL_TEMPORAL_MATH_TIMEOUT``, seconds,
+   default 1.25) that covers both the wait for a free helper and the comparison. The helper
+   interrupts itself when the budget is spent (an interval timer on its own main thread); work
+   it cannot interrupt (C-level big-integer arithmetic) is cut off :data:`_KILL_GRACE_S` later:
+   the caller gets its answer at once, and the helper is killed, reaped and replaced in the
+   background. So a call returns within ``MATH_TIMEOUT_S + _KILL_GRACE_S`` (1.75 s by default)
+   once a helper is running; only the very first call of a process also waits for a helper to
+   start (about a second).
+
+A comparison that timed out, or found no free helper before its deadline, counts as "not
+equivalent". If no helper can be started, or ``LM_EVAL_TEMPORAL_MATH_WORKER=0`` is set,
+math-verify runs in-process (one call at a time) behind the screen alone.
+
+The helpers run this very file, loaded by path rather than through the package (whose imports
 may grow), so this module must import nothing but the standard library.
 """
 
@@ -17,33 +33,219 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import queue
 import re
 import subprocess
 import sys
 import threading
+import time
 from functools import lru_cache
 from typing import Any
 
-# math-verify per-comparison bound (seconds), overridable by environment.
-MATH_TIMEOUT_S = float(os.environ.get("LM_EVAL_TEMPORAL_MATH_TIMEOUT", "5") or 5)
+
+def _env_number(name: str, default: float, cast: Any = float) -> Any:
+    try:
+        return cast(os.environ.get(name, "") or default)
+    except ValueError:
+        return cast(default)
+
+
+# Per-call bound (seconds): the wait for a free helper plus the comparison itself.
+MATH_TIMEOUT_S = float(_env_number("LM_EVAL_TEMPORAL_MATH_TIMEOUT", 1.25))
+# Most helper processes one Python process runs at once.
+MATH_WORKERS = max(1, _env_number("LM_EVAL_TEMPORAL_MATH_WORKERS", 3, int))
 _WORKER_ENV = "LM_EVAL_TEMPORAL_MATH_WORKER"
 _STARTUP_TIMEOUT_S = 120.0
-# Extra wait past the helper's own (SIGALRM) timeout before it is killed and replaced.
-_KILL_GRACE_S = 2.0
+# Extra wait past the helper's own (interval-timer) deadline before it is killed and replaced.
+_KILL_GRACE_S = 0.5
+# How often the helper's timer fires again after the deadline, should something swallow it.
+_REARM_S = 0.05
 
-# Inputs sympy can spend unbounded time on: power towers, huge exponents, factorials or
-# binomials of big numbers, deep nesting, long strings.
+# ----------------------------------------------------------------------------- the screen
+
+# Inputs sympy can spend unbounded time on: ``**``, 4+ digit exponents, towers (an exponent that
+# holds a power), 4+ digit factorials or binomials, 200+ digit numbers.
 _SYMPY_DANGER = re.compile(
     r"\*\*|\^\s*\{?\s*[-+]?\d{4,}|\^\s*\{[^{}]*\^|\^\s*[\w.]+\s*\^|\d{4,}\s*!|\\binom\s*\{?\s*\d{4,}|\d{200,}"
 )
 _MAX_VERIFY_CHARS = 256
 _MAX_VERIFY_DEPTH = 12
+# Digit groups ("1{,}000{,}000", "1\,000") would hide a long number from the digit rules.
+_DIGIT_GROUPS = re.compile(r"(?<=\d)(?:\{,\}|\\[,;:! ]|,|~)(?=\d{3}(?!\d))")
+# Sizing and spacing commands, which only hide what a bracket or a "!" applies to.
+_SPACING = re.compile(r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])|\\[,;:! ]")
+_OPEN, _CLOSE = "({[", ")}]"
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+_NAME = re.compile(r"\\?[A-Za-z]+")
+# Operands whose factorial, Gamma or binomial is cheap: an integer below 1000, a decimal or a
+# fraction of such numbers.
+_SMALL_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:\.\d+)?|\d{1,3}\s*/\s*\d{1,3}|\\[dt]?frac\{\d{1,3}\}\{\d{1,3}\})")
+# What must not appear in a symbolic operand, nor in an exponent.
+_EXPLOSIVE = re.compile(r"[!^]|\\(?:Gamma|[dt]?binom|choose|sum|prod)(?![A-Za-z])|\d{4,}")
+_GAMMA = re.compile(r"\\Gamma(?![A-Za-z])")
+_BINOM = re.compile(r"\\[dt]?binom(?![A-Za-z])")
+_CHOOSE = re.compile(r"\\choose(?![A-Za-z])")
+# A power of a sum is expanded term by term: (x+1)^{999} takes minutes.
+_MAX_SUM_EXPONENT = 99
+
+
+def _match_back(s: str, j: int) -> int:
+    """Index of the bracket opening the one closed at ``s[j]`` (0 if unbalanced)."""
+    depth = 0
+    for k in range(j, -1, -1):
+        if s[k] in _CLOSE:
+            depth += 1
+        elif s[k] in _OPEN:
+            depth -= 1
+            if depth == 0:
+                return k
+    return 0
+
+
+def _match_forward(s: str, i: int) -> int:
+    """Index just past the bracket closing the one opened at ``s[i]`` (len(s) if unbalanced)."""
+    depth = 0
+    for k in range(i, len(s)):
+        if s[k] in _OPEN:
+            depth += 1
+        elif s[k] in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return k + 1
+    return len(s)
+
+
+def _operand_before(s: str, i: int) -> str:
+    """What a postfix operator (``!``, ``^``) at ``s[i]`` applies to; a leading ``^`` or ``_`` is
+    kept so that ``10^{6}!`` reads as the factorial of a power."""
+    j = i - 1
+    while j >= 0 and s[j].isspace():
+        j -= 1
+    if j < 0:
+        return ""
+    if s[j] in _CLOSE:
+        k = _match_back(s, j)
+    elif s[j].isdigit() or s[j] == ".":
+        k = j
+        while k > 0 and (s[k - 1].isdigit() or s[k - 1] == "."):
+            k -= 1
+    elif s[j].isalpha():
+        k = j
+        while k > 0 and s[k - 1].isalpha():
+            k -= 1
+        if k > 0 and s[k - 1] == "\\":
+            k -= 1
+    else:
+        return s[j]
+    if k > 0 and s[k - 1] in "^_":
+        k -= 1
+    return s[k:j + 1]
+
+
+def _operand_after(s: str, i: int) -> tuple[str, int]:
+    """The operand starting at ``s[i]`` (a bracketed group, a number, a name) and its end."""
+    while i < len(s) and s[i].isspace():
+        i += 1
+    if i >= len(s):
+        return "", i
+    if s[i] in _OPEN:
+        j = _match_forward(s, i)
+    elif s[i].isdigit() or s[i] == ".":
+        j = i
+        while j < len(s) and (s[j].isdigit() or s[j] == "."):
+            j += 1
+    elif s[i] == "\\" or s[i].isalpha():
+        m = _NAME.match(s, i)
+        j = m.end() if m else i + 1
+    else:
+        j = i + 1
+    return s[i:j], j
+
+
+def _unwrap(op: str) -> str:
+    op = op.strip()
+    while len(op) >= 2 and op[0] in _OPEN and _match_forward(op, 0) == len(op):
+        op = op[1:-1].strip()
+    return op
+
+
+def _small_operand(op: str) -> bool:
+    """Whether a factorial, Gamma or binomial of ``op`` is cheap: a small number, or a symbolic
+    expression (``n``, ``(2n+1)``) with no power, factorial or long number inside."""
+    op = _unwrap(op)
+    if not op or _SMALL_NUMBER.fullmatch(op):
+        return True
+    if not re.search(r"[A-Za-z]", _COMMAND.sub("", op)):
+        return False  # a number we cannot size cheaply: (10^{9}), (10!), 1000
+    return not _EXPLOSIVE.search(op)
+
+
+def _enclosing(s: str, i: int, j: int) -> tuple[str, str]:
+    """The text left of ``s[i]`` and right of ``s[j]`` within their innermost bracket pair."""
+    depth, a = 0, 0
+    for k in range(i - 1, -1, -1):
+        if s[k] in _CLOSE:
+            depth += 1
+        elif s[k] in _OPEN:
+            if depth == 0:
+                a = k + 1
+                break
+            depth -= 1
+    depth, b = 0, len(s)
+    for k in range(j, len(s)):
+        if s[k] in _OPEN:
+            depth += 1
+        elif s[k] in _CLOSE:
+            if depth == 0:
+                b = k
+                break
+            depth -= 1
+    return s[a:i], s[j:b]
+
+
+def _explodes(s: str) -> bool:
+    """Whether evaluating ``s`` may explode in sympy, by these rules:
+
+    - ``!`` (not ``\\!`` or ``!=``): double/multiple factorials (``100!!``) always; otherwise
+      the operand must be small (:func:`_small_operand`), so nested factorials (``(10!)!``) and
+      factorials of powers or big numbers (``(10^{9})!``, ``10^{6}!``, ``1000!``) are out;
+    - ``\\Gamma``, ``\\binom`` / ``\\dbinom`` / ``\\tbinom`` and ``\\choose``: every argument
+      must be small (``\\Gamma(10^{6})``, ``\\binom{10^{9}}{10^{8}}`` are out);
+    - ``^``: the exponent must not hold a power, factorial, Gamma, binomial, sum or product or
+      a 4+ digit number (``2^{100!}``), and a bracketed sum or difference may be raised to at
+      most :data:`_MAX_SUM_EXPONENT` (``(x+1)^{999}`` is expanded term by term).
+    """
+    s = _SPACING.sub(" ", _DIGIT_GROUPS.sub("", s))
+    for m in re.finditer(r"!", s):
+        i = m.start()
+        if s[i + 1:i + 2] == "=":
+            continue
+        if s[i + 1:i + 2] == "!" or not _small_operand(_operand_before(s, i)):
+            return True
+    for m in _GAMMA.finditer(s):
+        if not _small_operand(_operand_after(s, m.end())[0]):
+            return True
+    for m in _BINOM.finditer(s):
+        first, j = _operand_after(s, m.end())
+        if not (_small_operand(first) and _small_operand(_operand_after(s, j)[0])):
+            return True
+    for m in _CHOOSE.finditer(s):
+        if not all(_small_operand(side) for side in _enclosing(s, m.start(), m.end())):
+            return True
+    for m in re.finditer(r"\^", s):
+        exponent = _unwrap(_operand_after(s, m.end())[0])
+        if _EXPLOSIVE.search(exponent):
+            return True
+        base = _operand_before(s, m.start())
+        if (re.fullmatch(r"[-+]?\d+", exponent) and abs(int(exponent)) > _MAX_SUM_EXPONENT
+                and base[:1] in _OPEN and re.search(r"(?<=.)[-+]", _unwrap(base))):
+            return True
+    return False
 
 
 def _verifiable(s: str) -> bool:
+    """Whether ``s`` may be handed to sympy: short, shallow and not explosive (:func:`_explodes`)."""
     if len(s) > _MAX_VERIFY_CHARS or _SYMPY_DANGER.search(s):
         return False
     depth = deepest = 0
@@ -53,7 +255,10 @@ def _verifiable(s: str) -> bool:
             deepest = max(deepest, depth)
         elif c == "}" or c == ")":
             depth -= 1
-    return deepest <= _MAX_VERIFY_DEPTH
+    return deepest <= _MAX_VERIFY_DEPTH and not _explodes(s)
+
+
+# ----------------------------------------------------------------------------- math-verify
 
 
 def _mv_parse(math_verify: Any, s: str, timeout: int | None) -> list:
@@ -79,10 +284,21 @@ _BOOT = (
 )
 
 
+# Answer shapes whose first comparison in a fresh helper is slow (lazy imports): done at start-up.
+_WARM_UP = (("1", "1"), ("x^2-1", "(x-1)(x+1)"), ("(-\\infty, 3]", "[0, 1)"), ("\\{1,2\\}", "\\{2, 1\\}"),
+            ("\\text{(C)}", "C"), ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"), ("\\sec x", "\\cot x"),
+            ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"))
+
+
+class _Deadline(BaseException):
+    """Raised in the helper by its interval timer when a request's budget is spent."""
+
+
 def _worker_main() -> None:  # pragma: no cover - runs in the helper process
-    """Serve ``[id, a, b, timeout]`` JSON lines on stdin with ``[id, bool]`` on stdout."""
+    """Serve ``[id, a, b, budget_s]`` JSON lines on stdin with ``[id, bool | None]`` on stdout
+    (None: the budget ran out)."""
     import logging
-    import time
+    import signal
 
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # stray prints from sympy must not corrupt the protocol
@@ -99,35 +315,58 @@ def _worker_main() -> None:  # pragma: no cover - runs in the helper process
     threading.Thread(target=orphan_watch, daemon=True).start()
     import math_verify
 
-    cache: dict[tuple[str, int], list] = {}
+    armed = [False]
 
-    def parse(s: str, t: int) -> list:
-        key = (s, t)
-        if key not in cache:
+    def on_timer(signum: int, frame: Any) -> None:
+        if armed[0]:
+            raise _Deadline
+
+    signal.signal(signal.SIGALRM, on_timer)
+    cache: dict[str, list] = {}
+
+    def parse(s: str) -> list:
+        # Parses cut short by the deadline raise through here and are never cached.
+        if s not in cache:
             if len(cache) > 8192:
                 cache.clear()
             try:
-                cache[key] = _mv_parse(math_verify, s, t)
-            except BaseException:  # noqa: BLE001 - any failure is "unparsable"
-                cache[key] = []
-        return cache[key]
+                got = _mv_parse(math_verify, s, None)
+            except Exception:  # noqa: BLE001 - any failure is "unparsable"
+                got = []
+            cache[s] = got
+        return cache[s]
 
+    def equal(a: str, b: str, budget: float) -> bool | None:
+        try:
+            armed[0] = True
+            signal.setitimer(signal.ITIMER_REAL, max(budget, 0.01), _REARM_S)
+            try:
+                return _mv_equal(math_verify, parse, a, b, None)
+            finally:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Deadline:
+            armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return None
+        except Exception:  # noqa: BLE001
+            return False
+
+    for a, b in _WARM_UP:  # load the grammar and sympy's lazy parts before the first real budget
+        equal(a, b, _STARTUP_TIMEOUT_S)
     out.write(b'["ready"]\n')
     for line in sys.stdin.buffer:
         try:
-            rid, a, b, t = json.loads(line)
-            t = max(1, int(math.ceil(t)))
-        except Exception:  # noqa: BLE001
+            rid, a, b, budget = json.loads(line)
+            r = equal(a, b, float(budget))
+        except BaseException:  # noqa: BLE001 - a stray deadline or a bad line
+            armed[0] = False
             continue
-        try:
-            r = _mv_equal(math_verify, lambda s: parse(s, t), a, b, t)
-        except BaseException:  # noqa: BLE001
-            r = None
         out.write(json.dumps([rid, r]).encode() + b"\n")
 
 
 class _MathWorker:
-    """One long-lived math-verify helper process per Python process (see module docstring)."""
+    """One long-lived math-verify helper process, serving one call at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -138,6 +377,11 @@ class _MathWorker:
         self.timeouts = 0
         self._owner = os.getpid()
         self.disabled = os.environ.get(_WORKER_ENV, "1").strip().lower() in ("0", "false", "no", "off")
+
+    @property
+    def running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
 
     def _start(self) -> bool:
         try:
@@ -155,8 +399,11 @@ class _MathWorker:
         lines: queue.Queue = queue.Queue()
 
         def pump(stream: Any = proc.stdout) -> None:
-            for raw in stream:
-                lines.put(raw)
+            try:
+                for raw in stream:
+                    lines.put(raw)
+            except (OSError, ValueError):
+                pass
             lines.put(None)
 
         threading.Thread(target=pump, daemon=True, name="lm_eval_temporal-math-reader").start()
@@ -164,10 +411,15 @@ class _MathWorker:
             ready = lines.get(timeout=_STARTUP_TIMEOUT_S)
         except queue.Empty:
             ready = None
-        if not ready or json.loads(ready) != ["ready"]:
+        try:
+            ok = bool(ready) and json.loads(ready) == ["ready"]
+        except ValueError:
+            ok = False
+        if not ok:
             _kill(proc)
             self._failed_start()
             return False
+        self._start_failures = 0
         self._proc, self._lines = proc, lines
         return True
 
@@ -181,14 +433,28 @@ class _MathWorker:
             _kill(self._proc)
         self._proc, self._lines = None, None
 
-    def equal(self, a: str, b: str, timeout: float) -> bool | None:
-        """math-verify equivalence in the helper; None when it timed out or is unavailable."""
+    def ensure_started(self) -> bool:
+        """Start the helper unless it runs (blocks up to the start-up timeout); False if it cannot."""
+        with self._lock:
+            if self.disabled:
+                return False
+            if self.running:
+                return True
+            self._stop()
+            if self._start() and self.disabled:  # closed while it started
+                self._stop()
+            return self.running
+
+    def equal(self, a: str, b: str, timeout: float, *, start: bool = True) -> bool | None:
+        """math-verify equivalence in the helper within ``timeout`` seconds (plus the kill grace
+        when the helper does not stop itself); None when it timed out or is unavailable.
+        With ``start=False`` a helper that is not running is not started (None)."""
         with self._lock:
             if self.disabled:
                 return None
-            if self._proc is None or self._proc.poll() is not None:
+            if not self.running:
                 self._stop()
-                if not self._start():
+                if not start or not self._start():
                     return None
             assert self._proc is not None and self._lines is not None
             self._next += 1
@@ -199,12 +465,12 @@ class _MathWorker:
             except (OSError, ValueError):
                 self._stop()
                 return None
-            # The helper's own SIGALRM timeout usually answers first; this is the hard bound
-            # for work SIGALRM cannot interrupt.
-            deadline = timeout + _KILL_GRACE_S
+            # The helper's own timer usually answers first; this is the hard bound for work it
+            # cannot interrupt. The kill does not wait for the helper to exit.
+            deadline = time.monotonic() + timeout + _KILL_GRACE_S
             while True:
                 try:
-                    raw = self._lines.get(timeout=deadline)
+                    raw = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     self.timeouts += 1
                     self._stop()
@@ -222,14 +488,17 @@ class _MathWorker:
     def close(self) -> None:
         if self._owner != os.getpid():  # a forked child must not kill its parent's helper
             return
-        with self._lock:
+        got = self._lock.acquire(timeout=_KILL_GRACE_S + 1)  # a call in flight at exit is cut off
+        try:
             self._stop()
+        finally:
+            if got:
+                self._lock.release()
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _reap(proc: subprocess.Popen) -> None:
     try:
-        proc.kill()
-        proc.wait(timeout=5)
+        proc.wait(timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         pass
     for stream in (proc.stdin, proc.stdout):
@@ -240,7 +509,114 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
-_WORKER = _MathWorker()
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill a helper now; wait for it and close its pipes in the background."""
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    threading.Thread(target=_reap, args=(proc,), daemon=True, name="lm_eval_temporal-math-reaper").start()
+
+
+class _MathPool:
+    """Up to ``size`` helpers shared by the threads of one process (see the module docstring).
+
+    A call takes a running idle helper; if there is none it has one started in the background
+    (while fewer than ``size`` exist) and waits for whichever helper frees up first, until its
+    own deadline. Once the pool is used, two helpers (one, if ``size`` is 1) are kept running,
+    so that a helper killed for a timeout is replaced while the other serves. Same interface as
+    :class:`_MathWorker`: ``equal``, ``disabled``, ``timeouts``, ``close``.
+    """
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = MATH_WORKERS if size is None else max(1, size)
+        self._workers = [_MathWorker() for _ in range(self.size)]
+        self._busy: set[int] = set()  # serving a call or starting
+        self._cond = threading.Condition()
+        self._owner = os.getpid()
+        self.busy_timeouts = 0  # calls that found no free helper before their deadline
+
+    @property
+    def disabled(self) -> bool:
+        return any(w.disabled for w in self._workers)
+
+    @property
+    def timeouts(self) -> int:
+        return sum(w.timeouts for w in self._workers)
+
+    def _warm(self, k: int) -> None:  # runs in a background thread; slot k is marked busy
+        try:
+            self._workers[k].ensure_started()
+        finally:
+            with self._cond:
+                self._busy.discard(k)
+                self._cond.notify_all()
+
+    def _start_in_background(self, k: int) -> None:
+        self._busy.add(k)
+        threading.Thread(target=self._warm, args=(k,), daemon=True, name="lm_eval_temporal-math-start").start()
+
+    def _acquire(self, timeout: float) -> tuple[int, float] | None:
+        """A running helper's slot and the budget left, or None at the deadline / if disabled."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self.disabled:
+                idle = [k for k in range(self.size) if k not in self._busy]
+                ready = [k for k in idle if self._workers[k].running]
+                live = sum(1 for w in self._workers if w.running)
+                stopped = [k for k in idle if not self._workers[k].running]
+                if ready:
+                    k = ready[0]
+                    self._busy.add(k)
+                    starting = sum(1 for j in self._busy if not self._workers[j].running)
+                    if stopped and live + starting < min(2, self.size):
+                        self._start_in_background(stopped[0])  # the spare
+                    return k, deadline - time.monotonic()
+                if stopped:
+                    self._start_in_background(stopped[0])
+                now = time.monotonic()
+                if live == 0:
+                    # Nothing runs yet (first use, or every helper was just replaced): the wait is
+                    # start-up, not contention, so the budget starts when a helper is up.
+                    self._cond.wait(_STARTUP_TIMEOUT_S)
+                    deadline = time.monotonic() + timeout
+                elif now >= deadline:
+                    self.busy_timeouts += 1
+                    return None
+                else:
+                    self._cond.wait(deadline - now)
+        return None
+
+    def _release(self, k: int) -> None:
+        with self._cond:
+            self._busy.discard(k)
+            if not self._workers[k].running and not self._workers[k].disabled:
+                self._start_in_background(k)  # replace a helper killed for a timeout at once
+            self._cond.notify_all()
+
+    def equal(self, a: str, b: str, timeout: float) -> bool | None:
+        """math-verify equivalence within ``timeout`` seconds, waiting included (plus the kill
+        grace at worst); None when it timed out, no helper was free, or none can start."""
+        got = self._acquire(timeout)
+        if got is None:
+            return None
+        k, budget = got
+        try:
+            if budget <= 0:
+                return None
+            return self._workers[k].equal(a, b, budget, start=False)
+        finally:
+            self._release(k)
+
+    def close(self) -> None:
+        if self._owner != os.getpid():  # a forked child must not kill its parent's helpers
+            return
+        for w in self._workers:
+            w.disabled = True  # no restarts while shutting down
+            w.close()
+
+
+_WORKER: Any = _MathPool()
 _inprocess_lock = threading.Lock()
 
 
@@ -250,9 +626,9 @@ def _close_worker() -> None:
 
 
 def _reset_after_fork() -> None:
-    # A forked child must not share the parent's helper (interleaved requests) or its locks.
+    # A forked child must not share the parent's helpers (interleaved requests) or its locks.
     global _WORKER, _inprocess_lock
-    _WORKER = _MathWorker()
+    _WORKER = _MathPool()
     _inprocess_lock = threading.Lock()
 
 
@@ -271,7 +647,7 @@ def _inprocess_parse(s: str) -> tuple:
 
 
 def _inprocess_equal(a: str, b: str) -> bool:
-    """Fallback when the helper is unavailable: the screens in _verifiable are the bound."""
+    """Fallback when no helper is available: the screens in _verifiable are the bound."""
     import logging
 
     import math_verify
