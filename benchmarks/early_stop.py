@@ -1,4 +1,4 @@
-"""Early stop: forward passes saved vs accuracy, through the lm-eval backend, in one run.
+"""Fewer forward passes (early stop, parallel decoding) vs accuracy, through the lm-eval backend, in one run.
 
 Runs generate_until on every document of a task (default arith_chain, all 300 evaluation
 problems, embedded model) once without early stop and once per policy setting:
@@ -12,7 +12,12 @@ problems, embedded model) once without early stop and once per policy setting:
   three for the first/middle/last third of the steps, e.g. ``8:5:3``
   (``early_stop=confidence,stop_gap=GAP,stop_min=MIN``).
 
-A stopped row commits its current prediction for every masked position. Reported per
+- ``--parallel TAU[+K:SHARE]``: confidence-threshold parallel decoding (``parallel_threshold=TAU``:
+  every masked position of the current block with confidence >= TAU is committed, at least
+  one per step), optionally with ``early_stop=stable`` (window K, share SHARE).
+
+A stopped row commits its current prediction for every masked position. Savings are counted
+against the forward passes of the full schedule (the first row). Reported per
 setting: forward passes per sample (the row's denoising steps; a batch runs only its active
 rows), the saving against the full schedule, accuracy of the returned answer (exact_match:
 the vote over the steps run; also final_pass) and its change, and wall time.
@@ -40,7 +45,7 @@ from _requests import QUICK_GEN, model_args, score, set_threads, task_requests  
 from lm_eval_temporal import trace
 
 
-def settings(stable: str, confidence: str) -> list[tuple[str, dict]]:
+def settings(stable: str, confidence: str, parallel: str = "") -> list[tuple[str, dict]]:
     out = []
     for spec in filter(None, stable.split(",")):
         k, share, *first = spec.split(":")
@@ -50,6 +55,13 @@ def settings(stable: str, confidence: str) -> list[tuple[str, dict]]:
         gap, _, first = spec.partition("@")
         name = f"confidence gap={gap}" + (f" min={first}" if first else "")
         out.append((name, {"early_stop": "confidence", "stop_gap": gap, "stop_min": first or "0"}))
+    for spec in filter(None, parallel.split(",")):
+        tau, _, stable_spec = spec.partition("+")
+        kw = {"parallel_threshold": tau}
+        if stable_spec:
+            k, share = stable_spec.split(":")
+            kw.update(early_stop="stable", stop_window=k, stop_share=share)
+        out.append((f"parallel tau={tau}" + (f" + stable k={k} share={share}" if stable_spec else ""), kw))
     return out
 
 
@@ -63,12 +75,14 @@ def main() -> None:
                    help="K:SHARE[:MIN],...")
     p.add_argument("--confidence", default="8:5:3,10,11,12,13:11:9,12@0.5",
                    help="GAP[@MIN] or HIGH:MID:LOW[@MIN], ...")
+    p.add_argument("--parallel", default="",
+                   help="confidence-threshold parallel decoding: TAU[+K:SHARE] (with early_stop=stable), ...")
     p.add_argument("--model_args", default="", help="extra llada_temporal model args, k=v,k=v")
     p.add_argument("--quick", action="store_true", help="tiny run for the test suite (short generations)")
     a = p.parse_args()
     extra = model_args(a.model_args)
     if a.quick:
-        a.limit, a.batch_size, a.stable, a.confidence = 4, 4, "2:0.9", "3"
+        a.limit, a.batch_size, a.stable, a.confidence, a.parallel = 4, 4, "2:0.9", "3", "0.9"
         extra = {**QUICK_GEN, **extra}
     threads = set_threads(a.threads)
     from lm_eval_temporal.backend import LLaDATemporalLM
@@ -79,20 +93,24 @@ def main() -> None:
     lm = LLaDATemporalLM(batch_size=a.batch_size, **extra)
     lm.generate_until(reqs[: min(len(reqs), a.batch_size)], disable_tqdm=True)  # warm-up
     rows = []
-    for name, kw in [("none (full schedule)", {})] + settings(a.stable, a.confidence):
-        # One copy of the weights; each setting is its own pipeline (options checked as model args).
-        lm.pipeline = TemporalPipeline(lm.loaded, parse_options({**extra, **kw}).temporal)
+    for name, kw in [("none (full schedule)", {})] + settings(a.stable, a.confidence, a.parallel):
+        if "parallel_threshold" in kw:  # a sampler setting: its own backend (the weights load again)
+            run = LLaDATemporalLM(batch_size=a.batch_size, **{**extra, **kw})
+        else:  # one copy of the weights; each setting is its own pipeline (options checked as model args)
+            run = lm
+            lm.pipeline = TemporalPipeline(lm.loaded, parse_options({**extra, **kw}).temporal)
         t = time.perf_counter()
-        responses = lm.generate_until(reqs, disable_tqdm=True)
+        responses = run.generate_until(reqs, disable_tqdm=True)
         wall = time.perf_counter() - t
         metrics = score(reqs, responses)
         records = [trace.split(r)[1] for r in responses]
         steps = [r.steps_run for r in records]
-        T = statistics.mean(r.steps for r in records)
         rows.append({
             "name": name,
             "passes": statistics.mean(steps),
-            "saved": 1 - statistics.mean(steps) / T,
+            "saved": 1 - statistics.mean(steps) / (rows[0]["passes"] if rows else statistics.mean(steps)),
+            "ever": 100 * statistics.mean(m["ever_pass"] for m in metrics),
+            "tse": statistics.mean(m["tse"] for m in metrics),
             "em": 100 * statistics.mean(m["exact_match"] for m in metrics),
             "final": 100 * statistics.mean(m["final_pass"] for m in metrics),
             "wall": wall,
@@ -100,11 +118,11 @@ def main() -> None:
     ref = rows[0]
     print(f"task={a.task} docs={len(reqs)} batch_size={a.batch_size} threads={threads} "
           f"steps={ref['passes']:.0f} vote={lm.pipeline.config.vote} model={lm.loaded.name}")
-    print("| policy | forward passes / sample | saved | exact_match (vote) | Δ | final_pass | Δ | wall s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| policy | forward passes / sample | saved | exact_match (vote) | Δ | final_pass | Δ | ever_pass | TSE | wall s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['name']} | {r['passes']:.1f} | {r['saved']:.1%} | {r['em']:.2f} | {r['em'] - ref['em']:+.2f} "
-              f"| {r['final']:.2f} | {r['final'] - ref['final']:+.2f} | {r['wall']:.1f} |")
+              f"| {r['final']:.2f} | {r['final'] - ref['final']:+.2f} | {r['ever']:.2f} | {r['tse']:.4f} | {r['wall']:.1f} |")
     ok = [r for r in rows[1:] if r["em"] - ref["em"] >= -0.5]
     best = max(ok, key=lambda r: r["saved"], default=None)
     if best is None:

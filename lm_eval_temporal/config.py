@@ -56,6 +56,10 @@ class SamplerConfig:
     cfg_scale: float = option(0.0, lo=0.0)
     remasking: str = option("low_confidence", choices=REMASKING)
     suppress_eos: bool = False
+    # Confidence-threshold parallel decoding (Fast-dLLM): commit every masked position of the
+    # current block whose confidence reaches it (at least one per step); None = the exact
+    # schedule. Approximate and off by default; ``steps`` is then not used.
+    parallel_threshold: float | None = option(None, lo=0.0, hi=1.0, lo_open=True)
 
     @property
     def num_blocks(self) -> int:
@@ -80,7 +84,17 @@ class SamplerConfig:
             raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
         if self.remasking not in REMASKING:
             raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
+        if self.parallel_threshold is not None:
+            if not 0.0 < float(self.parallel_threshold) <= 1.0:
+                raise ValueError(f"parallel_threshold={self.parallel_threshold!r}: expected a number in (0, 1]")
+            if self.remasking != "low_confidence":
+                raise ValueError("parallel_threshold: needs remasking=low_confidence (a confidence to threshold)")
         return self
+
+    @property
+    def max_steps(self) -> int:
+        """Forward passes a row can take: ``steps``, or with parallel decoding one per token at most."""
+        return self.steps if self.parallel_threshold is None else self.gen_length
 
 
 def _gap_items(value: object) -> list:

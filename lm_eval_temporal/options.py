@@ -65,6 +65,7 @@ class BackendOptions:
     cfg_scale: float = like(SamplerConfig, "cfg_scale")
     remasking: str = like(SamplerConfig, "remasking")
     suppress_eos: bool = like(SamplerConfig, "suppress_eos")
+    parallel_threshold: float | None = like(SamplerConfig, "parallel_threshold", None)
     vote: str = like(TemporalConfig, "vote")
     alpha: float = like(TemporalConfig, "alpha")
     gate_window: int = like(TemporalConfig, "gate_window")
@@ -127,7 +128,8 @@ def resolve_sampler(opts: BackendOptions, gen_kwargs: dict[str, Any],
         temperature = float(gen_kwargs.get("temperature") or 1.0)
     else:
         temperature = 0.0
-    cfg = SamplerConfig(gen_length, steps, block, temperature, opts.cfg_scale, opts.remasking, opts.suppress_eos)
+    cfg = SamplerConfig(gen_length, steps, block, temperature, opts.cfg_scale, opts.remasking, opts.suppress_eos,
+                        opts.parallel_threshold)
     return cfg, rounded
 
 
@@ -143,4 +145,6 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
     err = schedule_error(opts.gen_length, opts.steps, opts.block_length)
     if err:
         raise ValueError(f"model arguments: {err}")
+    if opts.parallel_threshold is not None and opts.remasking != "low_confidence":
+        raise ValueError("model arguments: parallel_threshold needs remasking=low_confidence (a confidence to threshold)")
     return opts

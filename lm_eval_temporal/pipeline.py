@@ -134,7 +134,7 @@ class TemporalPipeline:
         generators = None
         if seeds is not None and (sampler.temperature > 0 or sampler.remasking == "random"):
             generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        stop = early_stop.policy(self.config, sampler.steps, self.decoder, tasks, stops)
+        stop = early_stop.policy(self.config, sampler.max_steps, self.decoder, tasks, stops)
         out = generate(
             self.model.model,
             input_ids.to(device),
@@ -179,7 +179,10 @@ class TemporalPipeline:
                     step_answers[s] = answers.extract_answer(t, task, self.config.protocol)
             texts[-1] = final_text  # the last capture is the final output
             step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
-            records.append(make_record(step_answers, texts, self.config, task=task, steps=sampled.sampler.steps,
+            # Votes are weighted over the schedule's steps, or with parallel decoding (no fixed
+            # schedule) over the steps the row ran.
+            steps = n if sampled.sampler.parallel_threshold is not None else sampled.sampler.steps
+            records.append(make_record(step_answers, texts, self.config, task=task, steps=steps,
                                        keep_texts=self.keep_texts))
         return records
 

@@ -18,6 +18,12 @@ Torch only: this module knows nothing about lm-eval, tokenizers or answers. The 
 6. The most confident positions (ties: the leftmost) are committed.
 7. With ``capture=True`` the ``x0`` of every step over the generation span is kept.
 
+Optional, approximate (off by default): ``parallel_threshold`` (Fast-dLLM's confidence-aware
+parallel decoding) replaces step 2's quota: each row commits every masked position of its
+current block whose confidence reaches the threshold (at least one), moves to the next block
+when one is done, and stops when nothing is masked, so rows take data-dependent numbers of
+steps (``steps_run``) and ``steps`` is not used.
+
 Only the generation span is ever written: the prompt, including any mask token inside it,
 is context. Each row of a left-padded batch gives the tokens the prompt gives alone (the
 model sees a padding mask; random draws cover the generation span only, so with one
@@ -46,7 +52,8 @@ class GenerationOutput:
     """What :func:`generate` returns.
 
     - ``sequences``: LongTensor [B, P + G], prompt (as given, padding included) + generation.
-    - ``trajectory``: int32 CPU tensor [B, steps, G], the ``x0`` of every step over the
+    - ``trajectory``: int32 CPU tensor [B, steps, G] (with ``parallel_threshold``: as many
+      steps as the longest row ran; shorter rows repeat their last), the ``x0`` of every step over the
       generation span (committed tokens plus the current guess for every masked position);
       ``trajectory[:, -1]`` equals the generated tokens. None unless ``capture=True``.
     - ``commit_step``: long CPU tensor [B, G], the global step at which each generated position
@@ -221,6 +228,7 @@ def generate(
     cfg_scale: float | None = None,
     remasking: str | None = None,
     suppress_eos: bool | None = None,
+    parallel_threshold: float | None = None,
     mask_id: int | None = None,
     eos_id: int | Sequence[int] | None = None,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
@@ -245,12 +253,15 @@ def generate(
     logits are removed; equal to log(p1 / p2)), NaN in rows that already stopped.
     """
     settings = dict(gen_length=gen_length, steps=steps, block_length=block_length, temperature=temperature,
-                    cfg_scale=cfg_scale, remasking=remasking, suppress_eos=suppress_eos)
+                    cfg_scale=cfg_scale, remasking=remasking, suppress_eos=suppress_eos,
+                    parallel_threshold=parallel_threshold)
     cfg = _config(config, settings)
     mask_id, eos = _check_inputs(model, input_ids, attention_mask, cfg, mask_id, eos_id, generator)
     device = input_ids.device
     B, P = input_ids.shape
-    G, spb, steps, block_length = cfg.gen_length, cfg.steps_per_block, cfg.steps, cfg.block_length
+    G, spb, block_length = cfg.gen_length, cfg.steps_per_block, cfg.block_length
+    tau = cfg.parallel_threshold
+    steps = cfg.max_steps
 
     x = torch.cat([input_ids.long(), input_ids.new_full((B, G), mask_id, dtype=torch.long)], dim=1)
     am = None
@@ -282,62 +293,82 @@ def generate(
             logits[..., eos] = -torch.inf
         return logits
 
-    for blk in range(cfg.num_blocks):
-        b_end = (blk + 1) * block_length
-        block_masked = (x[:, P + blk * block_length : P + b_end] == mask_id).sum(dim=1)
-        base, extra = block_masked // spb, block_masked % spb
-        for i in range(spb):
-            step = blk * spb + i
-            xa = x if rows is None else x[rows]
-            ama = am if (am is None or rows is None) else am[rows]
-            real = prompt_real if rows is None else prompt_real[rows]
-            logits = forward(xa, ama, real)
-            if cfg.temperature > 0:
-                lg = logits.to(torch.float64)
-                u = _uniform(tuple(lg.shape), torch.float64, device, generator, rows)
-                x0 = (lg.exp() / (-torch.log(u)) ** cfg.temperature).argmax(dim=-1)
-            else:
-                x0 = logits.argmax(dim=-1)
-            xg = xa[:, P:]
-            masked = xg == mask_id
-            x0 = torch.where(masked, x0, xg)
-            # Only masked positions up to the end of the current block compete.
-            candidate = masked & (positions < b_end)
-            if cfg.remasking == "low_confidence":
-                # softmax(logits)[x0] where it is read: the current block (earlier blocks are fully
-                # committed, later ones never compete). A softmax of just those rows is the same,
-                # bit for bit, as one over the whole span (rows are independent), at a fraction of
-                # the float32 [B, positions, V] it materialised (exp(logit - logsumexp) would be
-                # cheaper still but rounds differently, and a flipped near-tie changes tokens).
-                b_start = b_end - block_length
-                span = logits[:, b_start:b_end].to(torch.promote_types(logits.dtype, torch.float32))
-                conf_span = torch.softmax(span, dim=-1).gather(-1, x0[:, b_start:b_end, None]).squeeze(-1)
-                conf = torch.full(x0.shape, -torch.inf, dtype=conf_span.dtype, device=device)
-                conf[:, b_start:b_end] = conf_span
-            else:
-                conf = _uniform((x0.shape[0], G), torch.float32, device, generator, rows)
-            conf = conf.masked_fill(~candidate, -torch.inf)
-            k = base + (i < extra).long()
+    cols = torch.arange(block_length, device=device)
+
+    def block_confidence(logits: torch.Tensor, x0: torch.Tensor, start: int | torch.Tensor) -> torch.Tensor:
+        """softmax(logits)[x0] over the block at ``start`` (one for all rows, or one per row),
+        -inf elsewhere. A softmax of those rows alone is, bit for bit, the one over the whole
+        span (rows are independent), for a fraction of the float32 [B, positions, V] it would
+        materialise (exp(logit - logsumexp) is cheaper still but rounds differently, and a
+        flipped near-tie changes tokens)."""
+        dt = torch.promote_types(logits.dtype, torch.float32)
+        if isinstance(start, int):
+            span, tok = logits[:, start : start + block_length], x0[:, start : start + block_length]
+        else:
+            idx = start[:, None] + cols
+            span, tok = logits.gather(1, idx[:, :, None].expand(-1, -1, logits.shape[-1])), x0.gather(1, idx)
+        p = torch.softmax(span.to(dt), dim=-1).gather(-1, tok[:, :, None]).squeeze(-1)
+        conf = torch.full(x0.shape, -torch.inf, dtype=p.dtype, device=device)
+        if isinstance(start, int):
+            conf[:, start : start + block_length] = p
+        else:
+            conf.scatter_(1, idx, p)
+        return conf
+
+    for step in range(steps):
+        xa = x if rows is None else x[rows]
+        ama = am if (am is None or rows is None) else am[rows]
+        real = prompt_real if rows is None else prompt_real[rows]
+        if tau is None and step % spb == 0:  # the exact schedule: each block's quota, set at its start
+            start = step // spb * block_length
+            block_masked = (x[:, P + start : P + start + block_length] == mask_id).sum(dim=1)
+            base, extra = block_masked // spb, block_masked % spb
+        logits = forward(xa, ama, real)
+        if cfg.temperature > 0:
+            lg = logits.to(torch.float64)
+            u = _uniform(tuple(lg.shape), torch.float64, device, generator, rows)
+            x0 = (lg.exp() / (-torch.log(u)) ** cfg.temperature).argmax(dim=-1)
+        else:
+            x0 = logits.argmax(dim=-1)
+        xg = xa[:, P:]
+        masked = xg == mask_id
+        x0 = torch.where(masked, x0, xg)
+        if tau is None:
+            # Every row is in the same block; only masked positions up to its end compete.
+            candidate = masked & (positions < start + block_length)
+        else:
+            # Each row in its own current block: the one holding its first masked position.
+            start = masked.int().argmax(dim=1) // block_length * block_length
+            candidate = masked & (positions >= start[:, None]) & (positions < start[:, None] + block_length)
+        if cfg.remasking == "low_confidence":
+            conf = block_confidence(logits, x0, start)
+        else:
+            conf = _uniform((x0.shape[0], G), torch.float32, device, generator, rows)
+        conf = conf.masked_fill(~candidate, -torch.inf)
+        if tau is None:
+            k = base + (step % spb < extra).long()
             if rows is not None:
                 k = k[rows]
-            # Per-row top-k with per-row k: stable descending sort (ties: leftmost first), keep rank < k.
-            order = conf.argsort(dim=1, descending=True, stable=True)
-            commit = torch.zeros_like(candidate).scatter_(1, order, positions[None, :] < k[:, None])
-            new_gen = torch.where(commit, x0, xg)
-            if rows is None:
-                x[:, P:] = new_gen
-                x0_all = x0
-                if traj is not None:
-                    traj[:, step] = x0
-                    commit_step = torch.where(commit, step, commit_step)
-            else:
-                x[rows, P:] = new_gen
-                x0_all[rows] = x0
-                if traj is not None:
-                    traj[rows, step] = x0.to(torch.int32)
-                    commit_step[rows] = torch.where(commit, step, commit_step[rows])
-            if step_callback is None:
-                continue
+        else:  # every position at or above the threshold, at least one
+            k = torch.minimum((conf >= tau).sum(dim=1).clamp(min=1), candidate.sum(dim=1))
+        # Per-row top-k with per-row k: stable descending sort (ties: leftmost first), keep rank < k.
+        order = conf.argsort(dim=1, descending=True, stable=True)
+        commit = torch.zeros_like(candidate).scatter_(1, order, positions[None, :] < k[:, None])
+        new_gen = torch.where(commit, x0, xg)
+        if rows is None:
+            x[:, P:] = new_gen
+            x0_all = x0
+            if traj is not None:
+                traj[:, step] = x0
+                commit_step = torch.where(commit, step, commit_step)
+        else:
+            x[rows, P:] = new_gen
+            x0_all[rows] = x0
+            if traj is not None:
+                traj[rows, step] = x0.to(torch.int32)
+                commit_step[rows] = torch.where(commit, step, commit_step[rows])
+        stop = None
+        if step_callback is not None:
             if callback_gap:
                 top2 = logits.topk(2, dim=-1).values.float()
                 gap_a = top2[..., 0] - top2[..., 1]
@@ -349,27 +380,31 @@ def generate(
                 stop = step_callback(step, x0_all, x[:, P:] == mask_id, gap)
             else:
                 stop = step_callback(step, x0_all, x[:, P:] == mask_id)
-            if stop is None:
-                continue
-            stop = torch.as_tensor(stop, device=device).bool() & active
-            if not bool(stop.any()):
-                continue
-            # Stopped rows take the current prediction for every position still masked.
-            still = (x[:, P:] == mask_id) & stop[:, None]
-            x[:, P:] = torch.where(still, x0_all, x[:, P:])
-            steps_run = torch.where(stop, step + 1, steps_run)
-            if commit_step is not None:
-                commit_step = torch.where(still, step, commit_step)
-            active &= ~stop
-            stopped_any = True
-            rows = active.nonzero().squeeze(1)
-            if rows.numel() == 0:
-                break
-        if rows is not None and rows.numel() == 0:
+        if tau is not None:  # with parallel decoding a row is done when nothing is masked
+            done = ~(x[:, P:] == mask_id).any(dim=1)
+            stop = done if stop is None else torch.as_tensor(stop, device=device).bool() | done
+        if stop is None:
+            continue
+        stop = torch.as_tensor(stop, device=device).bool() & active
+        if not bool(stop.any()):
+            continue
+        # Stopped rows take the current prediction for every position still masked.
+        still = (x[:, P:] == mask_id) & stop[:, None]
+        x[:, P:] = torch.where(still, x0_all, x[:, P:])
+        steps_run = torch.where(stop, step + 1, steps_run)
+        if commit_step is not None:
+            commit_step = torch.where(still, step, commit_step)
+        active &= ~stop
+        stopped_any = True
+        rows = active.nonzero().squeeze(1)
+        if rows.numel() == 0:
             break
 
     trajectory = None
     if traj is not None:
+        if tau is not None:  # as many captures as the longest row ran
+            steps = int(steps_run.max())
+            traj = traj[:, :steps]
         if stopped_any:
             # Steps after a row stopped repeat its last x0.
             last = torch.minimum(torch.arange(steps, device=device)[None, :], steps_run[:, None] - 1)

@@ -181,3 +181,20 @@ def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
     assert process_results(doc, [responses["default"]])["exact_match"] == 0.0
     assert process_results(doc, [responses["paper"]]) == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0,
                                                           "tse": 0.0, "steps_saved": 0.0}
+
+
+def test_parallel_decoding_records_the_steps_it_ran(tiny_dir, tmp_path):
+    """parallel_threshold (off by default) through the backend: data-dependent steps, recorded,
+    with the vote weighted over the steps each row ran."""
+    path = tmp_path / "t.jsonl"
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=1e-9, trajectory_path=str(path), **GEN)
+    out = lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True)
+    for text in out:
+        record = trace.split(text)[1]
+        assert record.steps == record.steps_run == 2  # gen_length 16 in blocks of 8: one step per block
+    rows = [TemporalRecord.from_json(json.loads(x)) for x in path.read_text().splitlines()]
+    assert all(len(r.weights) == 2 for r in rows)
+    with pytest.raises(ValueError, match="parallel_threshold needs remasking=low_confidence"):
+        LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.9, remasking="random")
+    with pytest.raises(ValueError, match=r"parallel_threshold='2': expected a number"):
+        LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold="2")

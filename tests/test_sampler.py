@@ -415,3 +415,36 @@ def test_capture_benchmark_quick_run():
     lines = res.stdout.strip().splitlines()
     assert "LLaDA-8B settings (batch 8, 256 steps, 512 tokens, int32): 4.19 MB" in res.stdout
     assert re.fullmatch(r"capture_overhead_ratio=\d+\.\d+", lines[-1])
+
+
+# --------------------------------------------------------------------------- parallel decoding
+
+
+def test_parallel_threshold_never_reached_is_one_token_per_step(model64):
+    """A threshold no confidence reaches commits exactly one token per step: the exact schedule
+    with steps = gen_length, token for token."""
+    ids, attn = left_pad(PROMPTS)
+    exact = generate(model64, ids, attn, gen_length=12, steps=12, block_length=4, capture=True)
+    par = generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=1.0, capture=True)
+    assert torch.equal(par.sequences, exact.sequences) and torch.equal(par.trajectory, exact.trajectory)
+    assert par.steps_run.tolist() == [12, 12, 12] and torch.equal(par.commit_step, exact.commit_step)
+
+
+def test_parallel_threshold_commits_whole_blocks_and_rows_stay_independent(model64):
+    ids, attn = left_pad(PROMPTS)
+    low = generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=1e-9, capture=True)
+    assert low.steps_run.tolist() == [3, 3, 3]  # every block in one step
+    assert low.trajectory.shape == (3, 3, 12) and not (low.sequences == MASK_ID).any()
+    assert low.commit_step.tolist() == [[0] * 4 + [1] * 4 + [2] * 4] * 3
+    mid = generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=0.02, capture=True)
+    P = ids.shape[1]
+    for r, p in enumerate(PROMPTS):  # each row as its prompt alone, steps included
+        alone = generate(model64, torch.tensor([p]), gen_length=12, steps=3, block_length=4, parallel_threshold=0.02,
+                         capture=True)
+        n = int(alone.steps_run[0])
+        assert torch.equal(mid.sequences[r, P:], alone.sequences[0, len(p):]) and int(mid.steps_run[r]) == n
+        assert torch.equal(mid.trajectory[r, :n], alone.trajectory[0])
+    with pytest.raises(ValueError, match="parallel_threshold: needs remasking=low_confidence"):
+        generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=0.5, remasking="random")
+    with pytest.raises(ValueError, match=r"parallel_threshold=1.5: expected a number in \(0, 1\]"):
+        generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=1.5)
