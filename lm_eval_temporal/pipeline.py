@@ -171,7 +171,9 @@ class TemporalPipeline:
         for b, final_text in enumerate(finals):
             n, task = sampled.steps_run[b], sampled.tasks[b]
             if sampled.parsed is not None:
-                texts, step_answers = list(sampled.parsed[b].texts), list(sampled.parsed[b].answers)
+                # The policy parses every step it sees; a row that ended otherwise (parallel
+                # decoding finished it) keeps the steps it ran.
+                texts, step_answers = sampled.parsed[b].texts[:n], sampled.parsed[b].answers[:n]
             else:
                 texts = self.decoder.step_texts(sampled.trajectory[b, :n], sampled.stops[b])
                 step_answers = [None] * n

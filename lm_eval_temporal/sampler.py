@@ -42,7 +42,7 @@ import torch
 
 from lm_eval_temporal.config import SamplerConfig
 
-__all__ = ["SamplerConfig", "GenerationOutput", "generate", "guided_logits"]
+__all__ = ["SamplerConfig", "GenerationOutput", "generate", "guided_logits", "accepts_logits_to_keep"]
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 
@@ -73,7 +73,7 @@ def _config_attr(model: torch.nn.Module, name: str):
     return getattr(getattr(model, "config", None), name, None)
 
 
-def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the model (through any peft wrapper) computes logits for the last N positions
     only when asked; models that do not (BERT-style masked LMs) get the full forward."""
     base = model
@@ -281,7 +281,7 @@ def generate(
     stopped_any = False
     x0_all = x[:, P:]  # the latest x0 of every row (a stopped row keeps its last); set at step 0
 
-    keep = {"logits_to_keep": G} if _accepts_logits_to_keep(model) else {}
+    keep = {"logits_to_keep": G} if accepts_logits_to_keep(model) else {}
 
     def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
         logits = guided_logits(model, xa, ama, prompt_length=P, cfg_scale=cfg.cfg_scale, mask_id=mask_id,

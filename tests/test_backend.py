@@ -198,3 +198,10 @@ def test_parallel_decoding_records_the_steps_it_ran(tiny_dir, tmp_path):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.9, remasking="random")
     with pytest.raises(ValueError, match=r"parallel_threshold='2': expected a number"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold="2")
+
+
+def test_parallel_decoding_with_early_stop_keeps_one_answer_per_step_run(tiny_dir):
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=1e-9, early_stop="stable", stop_window=8, **GEN)
+    for text in lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True):
+        record = trace.split(text)[1]
+        assert record is not None and len(record.answers) == record.steps_run == 2

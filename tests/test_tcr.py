@@ -217,6 +217,44 @@ def test_completion_mask_and_loss_hand_values():
     assert out.loss.item() == pytest.approx(-1.0)
 
 
+def test_loss_normalisation_tokens_vs_completion_by_hand():
+    # Two completions, 1 and 3 kept tokens, ratio 1 everywhere (old = logp), no KL:
+    # per-token loss = -A = [-1] for the short one and [+2, +2, +2] for the long one.
+    lp = torch.zeros(2, 3)
+    mask = torch.tensor([[True, False, False], [True, True, True]])
+    adv = torch.tensor([1.0, -2.0])
+    kw = dict(epsilon=0.5, beta=0.0)
+    # d1 (default): sum over the batch's kept tokens / their number = (-1 + 6) / 4 = 1.25.
+    tokens = loss.grpo_loss(lp, lp, None, adv, mask, **kw)
+    assert tokens.loss.item() == pytest.approx(1.25) and tokens.tokens == 4
+    assert loss.grpo_loss(lp, lp, None, adv, mask, normalization="tokens", **kw).loss.item() == pytest.approx(1.25)
+    # Per completion: mean(-1 / 1, 6 / 3) = mean(-1, 2) = 0.5.
+    per = loss.grpo_loss(lp, lp, None, adv, mask, normalization="completion", **kw)
+    assert per.loss.item() == pytest.approx(0.5)
+    # Per-token weights (the trajectory estimator's n/k, 0 for undrawn tokens) scale the terms,
+    # not the normaliser: weights [2, 0, 0] / [0, 3, 0] -> tokens (-2 + 6) / 4 = 1.0; completion
+    # mean(-2 / 1, 6 / 3) = 0.0.
+    w = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    assert loss.grpo_loss(lp, lp, None, adv, mask, weights=w, **kw).loss.item() == pytest.approx(1.0)
+    assert loss.grpo_loss(lp, lp, None, adv, mask, weights=w, normalization="completion", **kw).loss.item() == \
+        pytest.approx(0.0)
+    with pytest.raises(ValueError, match="normalization='sum'"):
+        loss.grpo_loss(lp, lp, None, adv, mask, normalization="sum", **kw)
+
+
+def test_paper_defaults_for_advantages_estimator_and_normalisation():
+    c = config.TCRConfig()
+    assert c.scale_rewards is False  # the paper does not divide by the group std
+    assert (c.estimator, c.trajectory_steps, c.loss_normalization) == ("one_step", 4, "tokens")
+    c = config.load_config(None, ["--estimator", "trajectory", "--trajectory_steps", "8",
+                                  "--loss_normalization", "completion"])
+    assert (c.estimator, c.trajectory_steps, c.loss_normalization) == ("trajectory", 8, "completion")
+    for argv, msg in [(["--estimator", "exact"], "estimator='exact'"), (["--trajectory_steps", "0"], "trajectory_steps='0': expected an integer >= 1"),
+                      (["--loss_normalization", "sum"], "loss_normalization='sum'")]:
+        with pytest.raises(config.ConfigError, match=msg):
+            config.load_config(None, argv)
+
+
 # ---------------------------------------------------------------------------- trainer
 
 
@@ -435,3 +473,4 @@ def test_train_and_test_splits_share_one_loader(tmp_path):
         load_problems("svamp", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="no train split for 'math500'"):
         raw_rows("math500", "train", str(tmp_path))
+

@@ -24,11 +24,17 @@ __all__ = [
     "REWARDS",
     "SCORING_RULES",
     "DATASETS",
+    "ESTIMATORS",
+    "LOSS_NORMALIZATIONS",
 ]
 
 REWARDS = ("tse", "accuracy", "format", "confidence")
 SCORING_RULES = ("spherical", "brier", "logarithmic")
-DATASETS = ("arith_chain", "gsm8k", "svamp")
+DATASETS = ("arith_chain", "gsm8k", "svamp", "countdown")
+ESTIMATORS = ("one_step", "trajectory")  # tcr.policy
+# tokens: d1's (sum over the micro-batch's kept tokens / their number); completion: each
+# completion's mean, then the mean over completions (TRL's original GRPO). tcr.loss.
+LOSS_NORMALIZATIONS = ("tokens", "completion")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 RESUME = ("auto", "never")  # or a checkpoint directory
@@ -45,6 +51,9 @@ class ConfigError(ValueError):
 class TCRConfig:
     """Every TCR setting. Defaults are the paper's (LLaDA-8B-Instruct, diffu-GRPO + TSE reward),
     except the model and data, which default to the embedded tiny model on ``arith_chain``.
+    Among them: ``scale_rewards=False`` (advantages are rewards minus the group mean, not divided
+    by the group's std, as in the paper), ``estimator="one_step"`` and
+    ``loss_normalization="tokens"`` (d1's estimator and normalisation).
     Settings shared with evaluation take their rules from the backend's and sampler's classes."""
 
     # --- model
@@ -64,7 +73,7 @@ class TCRConfig:
     dataset: str = option("arith_chain", choices=DATASETS)
     answer_task: str | None = option(None, choices=ANSWER_TASKS[1:], parse=task_alias)  # None = the dataset's own
     data_dir: str | None = None  # None = $LM_EVAL_TEMPORAL_DATA, else the Hugging Face Hub
-    max_train_prompts: int | None = option(None, lo=1)  # arith_chain: size of the generated pool (default 5000)
+    max_train_prompts: int | None = option(None, lo=1)  # arith_chain, countdown: size of the generated pool (default 5000)
     chat_template: bool = False
     gen_prefix: str | None = None  # appended to every prompt; None = "<reasoning>" for gsm8k/svamp
     # --- rollouts
@@ -83,9 +92,16 @@ class TCRConfig:
     num_iterations: int = option(12, lo=1)  # mu
     epsilon: float = option(0.5, lo=0.0, lo_open=True)
     beta: float = option(0.04, lo=0.0)
-    p_mask_prompt: float = option(0.15, **_SHARE)
-    scale_rewards: bool = False  # divide advantages by the group's std
-    logprob_batch_size: int | None = option(None, lo=1)  # rows per log-prob forward; None = the micro-batch
+    p_mask_prompt: float = option(0.15, **_SHARE)  # one_step only
+    # The paper (like Dr. GRPO) does not divide advantages by the group's std: True does.
+    scale_rewards: bool = False
+    # one_step: d1's (completion fully masked, one pass); trajectory: each token at the canvas
+    # of the step that committed it, trajectory_steps steps drawn per completion (tcr.trajectory).
+    estimator: str = option("one_step", choices=ESTIMATORS)
+    trajectory_steps: int = option(4, lo=1)
+    loss_normalization: str = option("tokens", choices=LOSS_NORMALIZATIONS)
+    # Rows per log-prob forward (trajectory: (completion, step) pairs); None = all at once.
+    logprob_batch_size: int | None = option(None, lo=1)
     # --- rewards
     rewards: list[str] = option(["tse"], choices=REWARDS)
     tse_weight: float = option(2.0, lo=0.0)

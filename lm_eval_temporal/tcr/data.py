@@ -1,10 +1,11 @@
-"""Training prompts for TCR: GSM8K train, SVAMP train, or generated ``arith_chain`` problems.
+"""Training prompts for TCR: GSM8K train, SVAMP train, generated ``arith_chain`` or ``countdown`` problems.
 
 The prompts are worded exactly as the evaluation tasks word them (``lm_eval_temporal.tasks``
 system prompts, ``arith.prompt_text``), so what is trained is what is evaluated. GSM8K/SVAMP
 read ``<dir>/gsm8k/train.jsonl`` / ``<dir>/svamp/train.jsonl`` when ``data_dir`` or
-``$LM_EVAL_TEMPORAL_DATA`` names a folder, else the Hugging Face Hub. ``arith_chain`` draws from
-the training generator, which never yields an evaluation problem.
+``$LM_EVAL_TEMPORAL_DATA`` names a folder, else the Hugging Face Hub. ``arith_chain`` and
+``countdown`` are generated offline (:mod:`lm_eval_temporal.tiny.arith`,
+:mod:`lm_eval_temporal.tcr.countdown`); neither generator ever yields an evaluation problem.
 """
 
 from __future__ import annotations
@@ -29,11 +30,20 @@ class Problem:
 
 
 def load_problems(dataset: str, *, data_dir: str | None = None, limit: int | None = None, seed: int = 0) -> list[Problem]:
-    """The training problems of ``dataset`` (``arith_chain``, ``gsm8k`` or ``svamp``).
+    """The training problems of ``dataset`` (``arith_chain``, ``gsm8k``, ``svamp`` or ``countdown``).
 
-    ``limit`` keeps the first ``limit`` rows (for ``arith_chain``: the size of the generated
-    pool, default 5000, drawn from training stream ``seed``)."""
-    if dataset == "arith_chain":
+    ``limit`` keeps the first ``limit`` rows (for the generated ``arith_chain`` and ``countdown``:
+    the size of the pool, default 5000, drawn from training stream ``seed``)."""
+    if dataset == "countdown":
+        from lm_eval_temporal.tcr import countdown
+
+        stream = countdown.training_stream(seed=seed)
+        qa = []
+        for _ in range(limit or ARITH_POOL_DEFAULT):
+            p = next(stream)
+            gold = answers.normalize_gold([p["numbers"], p["target"]], "countdown")
+            qa.append((countdown.question_text(p["numbers"], p["target"]), gold))
+    elif dataset == "arith_chain":
         from lm_eval_temporal.tiny import arith
 
         stream = arith.training_stream(seed=seed)
@@ -42,7 +52,7 @@ def load_problems(dataset: str, *, data_dir: str | None = None, limit: int | Non
             p = next(stream)
             out.append(Problem(p["question"], arith.prompt_text(p["question"]), answers.normalize_gold(p["answer"], "gsm8k")))
         return out
-    if dataset == "gsm8k":
+    elif dataset == "gsm8k":
         rows = raw_rows("gsm8k", "train", data_dir)
         qa = [(r["question"], answers.normalize_gold(r["answer"], "gsm8k")) for r in rows]
     elif dataset == "svamp":
@@ -54,7 +64,7 @@ def load_problems(dataset: str, *, data_dir: str | None = None, limit: int | Non
             for r in rows
         ]
     else:
-        raise ValueError(f"dataset {dataset!r}: expected arith_chain, gsm8k or svamp")
+        raise ValueError(f"dataset {dataset!r}: expected arith_chain, gsm8k, svamp or countdown")
     if limit:
         qa = qa[:limit]
     system = SYSTEM_PROMPTS[dataset]

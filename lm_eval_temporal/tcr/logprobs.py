@@ -1,4 +1,5 @@
-"""Per-token log-probabilities of completions under a masked-diffusion model (diffu-GRPO's estimator).
+"""Per-token log-probabilities of completions under a masked-diffusion model (diffu-GRPO's
+estimator, TCR's ``estimator: one_step``; the other, ``trajectory``, is in :mod:`.trajectory`).
 
 One forward pass per estimate: the whole completion is masked and every real prompt token is
 masked independently with probability ``p_mask_prompt``; ``logp[i] = log_softmax(logits)[token]``
@@ -13,7 +14,26 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["prompt_noise_mask", "masked_inputs", "completion_logprobs"]
+__all__ = ["prompt_noise_mask", "masked_inputs", "completion_logprobs", "generation_logits", "target_logprobs"]
+
+
+def generation_logits(model: torch.nn.Module, x: torch.Tensor, attention_mask: torch.Tensor, gen_length: int) -> torch.Tensor:
+    """[B, gen_length, V] logits of the last ``gen_length`` positions of ``x``.
+
+    Models that can (LLaDA, through peft) apply the LM head to those positions only: the
+    prompt's logits are never read, and at LLaDA-8B's vocabulary they are the largest tensor."""
+    from lm_eval_temporal.sampler import accepts_logits_to_keep
+
+    keep = {"logits_to_keep": gen_length} if accepts_logits_to_keep(model) else {}
+    return model(input_ids=x, attention_mask=attention_mask, **keep).logits[:, -gen_length:]
+
+
+def target_logprobs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """float32 ``log_softmax(logits)[target]`` over the last axis.
+
+    Only the target's entry is taken, so no second [..., V] tensor is kept for backward."""
+    logits = logits.float()
+    return logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def prompt_noise_mask(prompt_attention: torch.Tensor, seeds: Sequence[int], p: float) -> torch.Tensor:
@@ -70,15 +90,12 @@ def completion_logprobs(
 
     Differentiable when called with gradients enabled; ``batch_size`` splits the forward
     passes (rows are independent, so the result does not depend on it)."""
-    B, P = prompt_ids.shape
+    B, G = completion_ids.shape
     x = masked_inputs(prompt_ids, prompt_attention, completion_ids, seeds, mask_id=mask_id, p_mask_prompt=p_mask_prompt)
     attn = torch.cat([prompt_attention, torch.ones_like(completion_ids)], dim=1).to(prompt_ids.device)
     step = batch_size or B
     out = []
     for s in range(0, B, step):
-        logits = model(input_ids=x[s : s + step], attention_mask=attn[s : s + step]).logits[:, P:]
-        logits = logits.float()
-        target = completion_ids[s : s + step].unsqueeze(-1)
-        # log_softmax at the target only: avoids materialising a second [B, G, V] tensor.
-        out.append(logits.gather(-1, target).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+        logits = generation_logits(model, x[s : s + step], attn[s : s + step], G)
+        out.append(target_logprobs(logits, completion_ids[s : s + step]))
     return torch.cat(out, dim=0)

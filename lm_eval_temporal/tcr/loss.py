@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lm_eval_temporal.tcr.config import LOSS_NORMALIZATIONS
+
 __all__ = ["LossOutput", "completion_mask", "grpo_loss"]
 
 
@@ -40,14 +42,27 @@ def grpo_loss(
     *,
     epsilon: float,
     beta: float,
+    weights: torch.Tensor | None = None,
+    normalization: str = "tokens",
 ) -> LossOutput:
-    """Per token ``-min(r A, clip(r, 1-eps, 1+eps) A) + beta (exp(ref-logp) - (ref-logp) - 1)``
-    with ``r = exp(logp - old_logp)``; averaged over each completion's kept tokens, then over
-    completions (so long and short answers weigh the same, as in d1).
+    """Per token ``l = -min(r A, clip(r, 1-eps, 1+eps) A) + beta (exp(ref-logp) - (ref-logp) - 1)``
+    with ``r = exp(logp - old_logp)``, then normalised:
 
-    ``logp``, ``old_logp``, ``ref_logp`` are [B, G]; ``advantages`` is [B]; ``mask`` [B, G] bool.
+    - ``normalization="tokens"`` (d1's diffu-GRPO, the default): ``sum(w l m) / sum(m)`` over
+      the whole micro-batch, so every kept token weighs the same and long answers weigh more;
+    - ``normalization="completion"``: ``mean_b(sum_g(w l m) / sum_g(m))``, each completion's
+      average first, so long and short answers weigh the same (TRL's original GRPO).
+
+    ``logp``, ``old_logp``, ``ref_logp`` are [B, G]; ``advantages`` is [B]; ``mask`` [B, G] bool
+    (the kept tokens). ``weights`` [B, G] (default 1) multiplies each token's term, e.g. the
+    trajectory estimator's n/k for tokens of drawn steps and 0 for the others; the normalisers
+    count kept tokens, not weights, so an estimate with expected weight 1 per token is unbiased.
+    The statistics are means over kept tokens, weighted by ``weights``.
     """
+    if normalization not in LOSS_NORMALIZATIONS:
+        raise ValueError(f"normalization={normalization!r}: expected one of {', '.join(LOSS_NORMALIZATIONS)}")
     m = mask.to(logp.dtype)
+    w = m if weights is None else m * weights.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
     a = advantages.to(logp.dtype)[:, None]
     unclipped = ratio * a
@@ -59,14 +74,16 @@ def grpo_loss(
         kl = torch.exp(d) - d - 1.0
         if beta:
             per_token = per_token + beta * kl
-    counts = m.sum(dim=1).clamp(min=1.0)
-    loss = ((per_token * m).sum(dim=1) / counts).mean()
-    n = m.sum().clamp(min=1.0)
+    if normalization == "tokens":
+        loss = (per_token * w).sum() / m.sum().clamp(min=1.0)
+    else:
+        loss = ((per_token * w).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)).mean()
+    n = w.sum().clamp(min=1e-12)
     with torch.no_grad():
         clip_active = (clipped < unclipped).to(logp.dtype)
         stats = (
-            float((kl * m).sum() / n),
-            float((clip_active * m).sum() / n),
-            float((ratio * m).sum() / n),
+            float((kl * w).sum() / n),
+            float((clip_active * w).sum() / n),
+            float((ratio * w).sum() / n),
         )
     return LossOutput(loss=loss, kl=stats[0], clip_fraction=stats[1], ratio_mean=stats[2], tokens=int(m.sum()))

@@ -1,7 +1,8 @@
 """Temporal Consistency Reinforcement: diffu-GRPO with a negative-TSE reward, on accelerate + peft LoRA.
 
 One *round* = rollouts for ``gradient_accumulation_steps`` micro-batches per process, then
-``num_iterations`` (mu) optimizer steps over them. Inner iteration j masks the prompts with its
+``num_iterations`` (mu) optimizer steps over them. Inner iteration j draws its estimator's noise
+(one_step: prompt masks; trajectory: the scored denoising steps, see ``tcr.policy``) from its
 own per-sample seeds; the "old" (policy at rollout time) and "ref" (adapter disabled) log-probs
 of iteration j use exactly those seeds, so ratio and KL compare like with like. At j = 0 the
 policy has not moved since the rollout, so the old log-probs are the current ones, detached
@@ -20,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -35,8 +35,9 @@ from lm_eval_temporal.tcr.advantages import group_advantages
 from lm_eval_temporal.tcr.checkpoint import CHECKPOINTS, latest_checkpoint, prune, rng_state, set_rng_state
 from lm_eval_temporal.tcr.config import ConfigError, TCRConfig
 from lm_eval_temporal.tcr.data import PromptOrder, Problem, format_prompt, load_problems
-from lm_eval_temporal.tcr.logprobs import completion_logprobs
 from lm_eval_temporal.tcr.loss import grpo_loss
+from lm_eval_temporal.tcr.policy import rollout_logprobs, token_weights
+from lm_eval_temporal.tcr.reporting import METRICS_FILE, round_stats, trackers
 from lm_eval_temporal.tcr.rewards import build_rewards, combine
 from lm_eval_temporal.tcr.rollout import Rollout, rollout
 
@@ -44,7 +45,6 @@ __all__ = ["TCRTrainer", "derive_seed", "lora_target_regex"]
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 DONE_FILE = "tcr_state.json"  # written next to the final adapter
 # Config keys that may change between an interrupted run and its resumption without changing
 # what is computed.
@@ -68,29 +68,6 @@ def lora_target_regex(modules: Sequence[str], include_head: bool = False) -> str
     return pattern
 
 
-def _trackers(cfg: TCRConfig) -> list[str]:
-    """Accelerate trackers to use: TensorBoard / W&B only where installed (and, for an
-    implicit W&B, configured through its environment variables)."""
-    import importlib.util
-
-    wanted = set(cfg.report_to)
-    have_tb = importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
-    have_wandb = importlib.util.find_spec("wandb") is not None
-    out = []
-    if "tensorboard" in wanted or "auto" in wanted:
-        if have_tb:
-            out.append("tensorboard")
-        elif "tensorboard" in wanted:
-            log.warning("report_to includes tensorboard but it is not installed; logging to %s only", METRICS_FILE)
-    if "wandb" in wanted or "auto" in wanted:
-        configured = any(os.environ.get(k) for k in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_PROJECT"))
-        if have_wandb and ("wandb" in wanted or configured):
-            out.append("wandb")
-        elif "wandb" in wanted:
-            log.warning("report_to includes wandb but it is not installed; logging to %s only", METRICS_FILE)
-    return out
-
-
 class TCRTrainer:
     """Builds everything from a :class:`TCRConfig`; ``train()`` runs (or resumes) to ``max_steps``.
 
@@ -109,7 +86,7 @@ class TCRTrainer:
         self.accelerator = Accelerator(
             mixed_precision=cfg.mixed_precision,
             cpu=cfg.cpu,
-            log_with=_trackers(cfg) or None,
+            log_with=trackers(cfg) or None,
             project_dir=str(self.output_dir),
         )
         acc = self.accelerator
@@ -233,17 +210,7 @@ class TCRTrainer:
         return [derive_seed("mask", self.cfg.seed, rnd, it, self.accelerator.process_index, micro, i) for i in range(n)]
 
     def _logprobs(self, model: torch.nn.Module, ro: Rollout, seeds: list[int]) -> torch.Tensor:
-        dev = self.accelerator.device
-        return completion_logprobs(
-            model,
-            ro.prompt_ids.to(dev),
-            ro.prompt_attention.to(dev),
-            ro.completion_ids.to(dev),
-            seeds,
-            mask_id=self.mask_id,
-            p_mask_prompt=self.cfg.p_mask_prompt,
-            batch_size=self.cfg.logprob_batch_size,
-        )
+        return rollout_logprobs(model, ro, seeds, self.cfg, mask_id=self.mask_id, device=self.accelerator.device)
 
     @torch.no_grad()
     def _reference_logprobs(self, rnd: int, micro: int, ro: Rollout) -> tuple[list, list]:
@@ -266,41 +233,6 @@ class TCRTrainer:
         policy.train(was_training)
         return old, ref
 
-    def _round_stats(self, micro: list[Rollout], parts: list[dict[str, list[float]]], totals: list[list[float]]) -> dict:
-        cfg = self.cfg
-        names = [r.name for r in self.reward_fns]
-        vals: dict[str, list[float]] = {"reward": [], "tse": [], "accuracy": [], "completion_tokens": []}
-        for n in names:
-            vals[f"reward/{n}"] = []
-        zero_std, groups = 0, 0
-        for ro, pt, tot in zip(micro, parts, totals):
-            vals["reward"] += tot
-            for n in names:
-                vals[f"reward/{n}"] += pt[n]
-            vals["tse"] += [r.tse for r in ro.records]
-            if "accuracy" in pt:
-                vals["accuracy"] += pt["accuracy"]
-            else:
-                from lm_eval_temporal.tcr.rewards import accuracy_reward
-
-                vals["accuracy"] += accuracy_reward(ro.prompts, ro.completions, **ro.reward_kwargs())
-            vals["completion_tokens"] += ro.completion_mask.sum(1).float().tolist()
-            g = torch.tensor(tot).view(-1, ro.group_size)
-            zero_std += int((g.std(1) == 0).sum()) if ro.group_size > 1 else len(g)
-            groups += len(g)
-        keys = sorted(vals)
-        sq = sum(v * v for v in vals["reward"])
-        sums = torch.tensor([sum(vals[k]) for k in keys] + [len(vals["reward"]), zero_std, groups, sq],
-                            dtype=torch.float64, device=self.accelerator.device)
-        sums = self.accelerator.reduce(sums, reduction="sum")
-        k = len(keys)
-        n = float(sums[k])
-        out = {key: float(sums[i]) / n for i, key in enumerate(keys)}
-        var = max(0.0, float(sums[k + 3]) / n - out["reward"] ** 2)
-        out["reward_std"] = var ** 0.5  # over all completions of the round, all processes
-        out["frac_zero_std_groups"] = float(sums[k + 1]) / max(1.0, float(sums[k + 2]))
-        return out
-
     def _run_round(self, rnd: int, bar: Any) -> None:
         cfg, acc = self.cfg, self.accelerator
         ga = cfg.gradient_accumulation_steps
@@ -314,7 +246,7 @@ class TCRTrainer:
             totals.append(tot)
             parts.append(pt)
             advs.append(group_advantages(tot, ro.group_size, scale=cfg.scale_rewards).to(acc.device))
-        stats = self._round_stats(micro, parts, totals)
+        stats = round_stats(acc, [r.name for r in self.reward_fns], micro, parts, totals)
         refs = [self._reference_logprobs(rnd, m, ro) for m, ro in enumerate(micro)]
         for j in range(cfg.num_iterations):
             if self.step >= cfg.max_steps:
@@ -326,6 +258,7 @@ class TCRTrainer:
                 with sync:
                     logp = self._logprobs(self.model, ro, seeds)
                     old_j, ref_j = refs[m][0][j], refs[m][1][j]
+                    weights = token_weights(ro, seeds, cfg)
                     out = grpo_loss(
                         logp,
                         logp.detach() if old_j is None else old_j,
@@ -334,6 +267,8 @@ class TCRTrainer:
                         ro.completion_mask.to(acc.device),
                         epsilon=cfg.epsilon,
                         beta=cfg.beta,
+                        weights=None if weights is None else weights.to(acc.device),
+                        normalization=cfg.loss_normalization,
                     )
                     acc.backward(out.loss / ga)
                 acc_stats["loss"] += float(out.loss.detach()) / ga
