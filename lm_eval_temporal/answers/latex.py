@@ -34,6 +34,7 @@ from lm_eval_temporal.answers.text import (
     balanced,
     boxes,
 )
+from lm_eval_temporal.answers.screen import verifiable
 from lm_eval_temporal.answers.verify import math_verify_equal
 
 _MAX_PARTS = 16  # boxes looked at for a multi-part answer, from the last one back
@@ -158,4 +159,4 @@ def math_equivalent(a: str, b: str) -> bool:
     na, nb = _simple_number(ka), _simple_number(kb)
     if na is not None and nb is not None:
         return numbers_equal(na, nb)
-    return math_verify_equal(a, b)
+    return verifiable(a) and verifiable(b) and math_verify_equal(a, b)
