@@ -60,6 +60,12 @@ class SamplerConfig:
     # current block whose confidence reaches it (at least one per step); None = the exact
     # schedule. Approximate and off by default; ``steps`` is then not used.
     parallel_threshold: float | None = option(None, lo=0.0, hi=1.0, lo_open=True)
+    # Prefix KV cache (Fast-dLLM): at each block's first step the whole canvas runs once and
+    # the keys/values of the prompt and the finished blocks are kept; the block's other steps
+    # run the current block and everything after it only. Approximate (the cached prefix does
+    # not see the rest of the canvas change), off by default; every generation position still
+    # gets a prediction at every step, so capture, voting and TSE keep working.
+    prefix_cache: bool = False
 
     @property
     def num_blocks(self) -> int:
@@ -89,6 +95,10 @@ class SamplerConfig:
                 raise ValueError(f"parallel_threshold={self.parallel_threshold!r}: expected a number in (0, 1]")
             if self.remasking != "low_confidence":
                 raise ValueError("parallel_threshold: needs remasking=low_confidence (a confidence to threshold)")
+        if self.prefix_cache and self.cfg_scale > 0:
+            raise ValueError("prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)")
+        if self.prefix_cache and self.parallel_threshold is not None:
+            raise ValueError("prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)")
         return self
 
     @property

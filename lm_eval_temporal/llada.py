@@ -20,6 +20,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, Pretrained
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
+PrefixCache = list  # per block: (keys, values) of the first positions, [B, kv_heads, N, head_dim] each
+
 __all__ = ["LLaDAConfig", "LLaDAModelLM"]
 
 
@@ -138,7 +140,11 @@ class LLaDABlock(GradientCheckpointingLayer):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None,
         attn_mask: torch.Tensor | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        keep: tuple[PrefixCache, int] | None = None,
     ) -> torch.Tensor:
+        """``past``: cached keys/values of the positions before ``x`` (they are attended to, not
+        recomputed); ``keep=(cache, n)``: append this block's keys/values of the first n positions."""
         B, L, _ = x.shape
         a = self.attn_norm(x)
         q = self.q_proj(a).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
@@ -149,6 +155,10 @@ class LLaDABlock(GradientCheckpointingLayer):
             # RoPE in (at least) fp32: positions up to 4096 with theta 5e5 lose precision in bf16.
             q = (q.to(cos.dtype) * cos + _rotate_half(q.to(cos.dtype)) * sin).to(v.dtype)
             k = (k.to(cos.dtype) * cos + _rotate_half(k.to(cos.dtype)) * sin).to(v.dtype)
+        if keep is not None:
+            keep[0].append((k[:, :, : keep[1]], v[:, :, : keep[1]]))
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=False, enable_gqa=self.n_kv_heads != self.n_heads
         )
@@ -225,9 +235,18 @@ class LLaDAModelLM(PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
+        cache_prefix: int = 0,
+        prefix_cache: PrefixCache | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """Bidirectional forward pass.
+
+        Prefix caching (approximate; the sampler's ``prefix_cache`` option): ``cache_prefix=N``
+        also returns ``prefix_cache``, every block's keys/values of the first N positions;
+        ``prefix_cache=cache`` then runs ``input_ids`` as the positions after those N only,
+        attending to the cached keys/values (``attention_mask``, if given, covers all N + L
+        positions). The cached prefix saw the canvas of the call that made it, so later calls
+        are exact only while the rest of the canvas is unchanged.
 
         ``logits_to_keep=N`` (> 0) returns the logits of the last N positions only (the
         generation span, for the sampler): at LLaDA-8B's vocabulary the prompt's logits would
@@ -242,28 +261,37 @@ class LLaDAModelLM(PreTrainedModel):
         t = self.model.transformer
         x = t["wte"](input_ids) if inputs_embeds is None else inputs_embeds
         B, L, _ = x.shape
-        if L > self.config.max_sequence_length:
+        N = prefix_cache[0][0].shape[2] if prefix_cache else 0  # cached positions before x
+        if N + L > self.config.max_sequence_length:
             raise ValueError(
-                f"sequence length {L} exceeds max_sequence_length={self.config.max_sequence_length}"
+                f"sequence length {N + L} exceeds max_sequence_length={self.config.max_sequence_length}"
             )
         mask = None
         if attention_mask is not None:
-            if attention_mask.dim() != 2 or attention_mask.shape != (B, L):
+            if attention_mask.dim() != 2 or attention_mask.shape != (B, N + L):
                 raise ValueError(
-                    f"attention_mask must be a [batch, length] padding mask of shape {(B, L)}, "
+                    f"attention_mask must be a [batch, length] padding mask of shape {(B, N + L)}, "
                     f"got {tuple(attention_mask.shape)}"
                 )
             if not bool(attention_mask.all()):
                 mask = attention_mask.bool()[:, None, None, :]
-        rope = self._rope(L, x.device, torch.promote_types(x.dtype, torch.float32)) if self.config.rope else None
-        for block in t["blocks"]:
-            x = block(x, rope, mask)
+        rope = None
+        if self.config.rope:
+            cos, sin = self._rope(N + L, x.device, torch.promote_types(x.dtype, torch.float32))
+            rope = cos[:, :, N:], sin[:, :, N:]
+        cache: PrefixCache | None = [] if cache_prefix else None
+        for i, block in enumerate(t["blocks"]):
+            x = block(x, rope, mask, past=prefix_cache[i] if prefix_cache else None,
+                      keep=(cache, cache_prefix) if cache is not None else None)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
         x = t["ln_f"](x)
         head = t["wte"].weight if self.config.weight_tying else t["ff_out"].weight
         logits = F.linear(x, head)
-        return MaskedLMOutput(logits=logits)
+        out = MaskedLMOutput(logits=logits)
+        if cache is not None:
+            out["prefix_cache"] = cache
+        return out
 
 
 AutoConfig.register("llada", LLaDAConfig, exist_ok=True)

@@ -66,6 +66,7 @@ class BackendOptions:
     remasking: str = like(SamplerConfig, "remasking")
     suppress_eos: bool = like(SamplerConfig, "suppress_eos")
     parallel_threshold: float | None = like(SamplerConfig, "parallel_threshold", None)
+    prefix_cache: bool = False
     vote: str = like(TemporalConfig, "vote")
     alpha: float = like(TemporalConfig, "alpha")
     gate_window: int = like(TemporalConfig, "gate_window")
@@ -129,7 +130,7 @@ def resolve_sampler(opts: BackendOptions, gen_kwargs: dict[str, Any],
     else:
         temperature = 0.0
     cfg = SamplerConfig(gen_length, steps, block, temperature, opts.cfg_scale, opts.remasking, opts.suppress_eos,
-                        opts.parallel_threshold)
+                        opts.parallel_threshold, opts.prefix_cache)
     return cfg, rounded
 
 
@@ -147,4 +148,6 @@ def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
         raise ValueError(f"model arguments: {err}")
     if opts.parallel_threshold is not None and opts.remasking != "low_confidence":
         raise ValueError("model arguments: parallel_threshold needs remasking=low_confidence (a confidence to threshold)")
+    if opts.prefix_cache and (opts.cfg_scale > 0 or opts.parallel_threshold is not None):
+        raise ValueError("model arguments: prefix_cache is not available with cfg_scale > 0 or parallel_threshold")
     return opts

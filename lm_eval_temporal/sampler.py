@@ -73,9 +73,9 @@ def _config_attr(model: torch.nn.Module, name: str):
     return getattr(getattr(model, "config", None), name, None)
 
 
-def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    """Whether the model (through any peft wrapper) computes logits for the last N positions
-    only when asked; models that do not (BERT-style masked LMs) get the full forward."""
+def accepts_logits_to_keep(model: torch.nn.Module, name: str = "logits_to_keep") -> bool:
+    """Whether the model's forward (through any peft wrapper) takes ``name`` (by default
+    ``logits_to_keep``: logits for the last N positions only; BERT-style masked LMs do not)."""
     base = model
     while hasattr(base, "get_base_model"):
         nxt = base.get_base_model()
@@ -83,7 +83,7 @@ def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
             break
         base = nxt
     try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
+        return name in inspect.signature(base.forward).parameters
     except (TypeError, ValueError):
         return False
 
@@ -229,6 +229,7 @@ def generate(
     remasking: str | None = None,
     suppress_eos: bool | None = None,
     parallel_threshold: float | None = None,
+    prefix_cache: bool | None = None,
     mask_id: int | None = None,
     eos_id: int | Sequence[int] | None = None,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
@@ -254,7 +255,7 @@ def generate(
     """
     settings = dict(gen_length=gen_length, steps=steps, block_length=block_length, temperature=temperature,
                     cfg_scale=cfg_scale, remasking=remasking, suppress_eos=suppress_eos,
-                    parallel_threshold=parallel_threshold)
+                    parallel_threshold=parallel_threshold, prefix_cache=prefix_cache)
     cfg = _config(config, settings)
     mask_id, eos = _check_inputs(model, input_ids, attention_mask, cfg, mask_id, eos_id, generator)
     device = input_ids.device
@@ -283,9 +284,24 @@ def generate(
 
     keep = {"logits_to_keep": G} if accepts_logits_to_keep(model) else {}
 
-    def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor) -> torch.Tensor:
-        logits = guided_logits(model, xa, ama, prompt_length=P, cfg_scale=cfg.cfg_scale, mask_id=mask_id,
-                               prompt_real=real, **keep)[:, -G:]
+    if cfg.prefix_cache and not accepts_logits_to_keep(model, "prefix_cache"):
+        raise ValueError("prefix_cache: this model's forward takes no prefix_cache (LLaDAModelLM does)")
+    cache = None  # keys/values of the prompt and the finished blocks, made at each block's first step
+
+    def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor, start: int) -> tuple[torch.Tensor, int]:
+        """(logits, off): the logits of generation positions ``off`` to ``G``; ``off`` is the
+        current block's ``start`` when its prefix is cached, else 0."""
+        nonlocal cache
+        if cfg.prefix_cache and cache is not None:
+            return _forbid(model(input_ids=xa[:, P + start:], attention_mask=ama, prefix_cache=cache).logits), start
+        if cfg.prefix_cache:
+            out = model(input_ids=xa, attention_mask=ama, cache_prefix=P + start, **keep)
+            cache = out["prefix_cache"]
+            return _forbid(out.logits[:, -G:]), 0
+        return _forbid(guided_logits(model, xa, ama, prompt_length=P, cfg_scale=cfg.cfg_scale, mask_id=mask_id,
+                                     prompt_real=real, **keep)[:, -G:]), 0
+
+    def _forbid(logits: torch.Tensor) -> torch.Tensor:
         # The mask token is never a prediction: a committed position must hold a real token
         # (LLaDA gives it no mass anyway; a committed mask would silently re-open the position).
         logits[..., mask_id] = -torch.inf
@@ -295,15 +311,15 @@ def generate(
 
     cols = torch.arange(block_length, device=device)
 
-    def block_confidence(logits: torch.Tensor, x0: torch.Tensor, start: int | torch.Tensor) -> torch.Tensor:
+    def block_confidence(logits: torch.Tensor, x0: torch.Tensor, start: int | torch.Tensor, off: int = 0) -> torch.Tensor:
         """softmax(logits)[x0] over the block at ``start`` (one for all rows, or one per row),
         -inf elsewhere. A softmax of those rows alone is, bit for bit, the one over the whole
         span (rows are independent), for a fraction of the float32 [B, positions, V] it would
         materialise (exp(logit - logsumexp) is cheaper still but rounds differently, and a
         flipped near-tie changes tokens)."""
         dt = torch.promote_types(logits.dtype, torch.float32)
-        if isinstance(start, int):
-            span, tok = logits[:, start : start + block_length], x0[:, start : start + block_length]
+        if isinstance(start, int):  # (logits begin at generation position ``off``)
+            span, tok = logits[:, start - off : start - off + block_length], x0[:, start : start + block_length]
         else:
             idx = start[:, None] + cols
             span, tok = logits.gather(1, idx[:, :, None].expand(-1, -1, logits.shape[-1])), x0.gather(1, idx)
@@ -323,7 +339,8 @@ def generate(
             start = step // spb * block_length
             block_masked = (x[:, P + start : P + start + block_length] == mask_id).sum(dim=1)
             base, extra = block_masked // spb, block_masked % spb
-        logits = forward(xa, ama, real)
+            cache = None  # the finished blocks changed: the prefix is cached anew
+        logits, off = forward(xa, ama, real, start if tau is None else 0)
         if cfg.temperature > 0:
             lg = logits.to(torch.float64)
             u = _uniform(tuple(lg.shape), torch.float64, device, generator, rows)
@@ -331,6 +348,8 @@ def generate(
         else:
             x0 = logits.argmax(dim=-1)
         xg = xa[:, P:]
+        if off:  # the cached prefix's positions are committed: they predict themselves
+            x0 = torch.cat([xg[:, :off], x0], dim=1)
         masked = xg == mask_id
         x0 = torch.where(masked, x0, xg)
         if tau is None:
@@ -341,7 +360,7 @@ def generate(
             start = masked.int().argmax(dim=1) // block_length * block_length
             candidate = masked & (positions >= start[:, None]) & (positions < start[:, None] + block_length)
         if cfg.remasking == "low_confidence":
-            conf = block_confidence(logits, x0, start)
+            conf = block_confidence(logits, x0, start, off)
         else:
             conf = _uniform((x0.shape[0], G), torch.float32, device, generator, rows)
         conf = conf.masked_fill(~candidate, -torch.inf)
@@ -372,6 +391,8 @@ def generate(
             if callback_gap:
                 top2 = logits.topk(2, dim=-1).values.float()
                 gap_a = top2[..., 0] - top2[..., 1]
+                if off:
+                    gap_a = torch.cat([gap_a.new_full((gap_a.shape[0], off), torch.nan), gap_a], dim=1)
                 if rows is None:
                     gap = gap_a
                 else:
@@ -396,6 +417,7 @@ def generate(
             commit_step = torch.where(still, step, commit_step)
         active &= ~stop
         stopped_any = True
+        cache = None  # it holds the rows that were running
         rows = active.nonzero().squeeze(1)
         if rows.numel() == 0:
             break

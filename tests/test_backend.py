@@ -205,3 +205,14 @@ def test_parallel_decoding_with_early_stop_keeps_one_answer_per_step_run(tiny_di
     for text in lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True):
         record = trace.split(text)[1]
         assert record is not None and len(record.answers) == record.steps_run == 2
+
+
+def test_prefix_cache_option_through_the_backend(tiny_dir):
+    exact = LLaDATemporalLM(pretrained=str(tiny_dir), gen_length=16, steps=2, block_length=8)
+    cached = LLaDATemporalLM(pretrained=str(tiny_dir), gen_length=16, steps=2, block_length=8, prefix_cache="true")
+    reqs = [req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])]
+    # one step per block: every step runs the whole canvas, so the cache changes nothing
+    assert cached.generate_until(reqs, disable_tqdm=True) == exact.generate_until(reqs, disable_tqdm=True)
+    assert cached.get_model_info()["llada_temporal"]["settings"]["prefix_cache"] is True
+    with pytest.raises(ValueError, match="prefix_cache is not available with cfg_scale"):
+        LLaDATemporalLM(pretrained=str(tiny_dir), prefix_cache=True, cfg_scale=1)

@@ -235,3 +235,16 @@ def test_config_and_forward_errors():
         model(input_ids=torch.zeros((1, 9), dtype=torch.long))
     with pytest.raises(ValueError, match="attention_mask"):
         model(input_ids=torch.zeros((1, 4), dtype=torch.long), attention_mask=torch.ones(1, 5))
+
+
+def test_prefix_cache_gives_the_full_forward_while_the_canvas_is_unchanged():
+    from tiny_models import tiny_llada
+
+    model = tiny_llada(seed=0, dtype=torch.float64)
+    x = torch.randint(4, 100, (2, 20), generator=torch.Generator().manual_seed(0))
+    attn = torch.ones(2, 20, dtype=torch.long)
+    attn[0, :3] = 0  # left padding inside the cached prefix
+    full = model(input_ids=x, attention_mask=attn, cache_prefix=12)
+    assert len(full["prefix_cache"]) == model.config.n_layers
+    suffix = model(input_ids=x[:, 12:], attention_mask=attn, prefix_cache=full["prefix_cache"]).logits
+    assert torch.equal(suffix, full.logits[:, 12:])

@@ -448,3 +448,33 @@ def test_parallel_threshold_commits_whole_blocks_and_rows_stay_independent(model
         generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=0.5, remasking="random")
     with pytest.raises(ValueError, match=r"parallel_threshold=1.5: expected a number in \(0, 1\]"):
         generate(model64, ids, attn, gen_length=12, steps=3, block_length=4, parallel_threshold=1.5)
+
+
+# --------------------------------------------------------------------------- prefix cache
+
+
+def test_prefix_cache_is_exact_at_block_starts_and_rows_stay_independent(model64):
+    """With one step per block every step starts a block (the whole canvas runs): the cache
+    changes nothing. With more steps per block it is an approximation, still row-independent."""
+    ids, attn = left_pad(PROMPTS)
+    gen = dict(gen_length=12, block_length=4, capture=True)
+    exact = generate(model64, ids, attn, steps=3, **gen)
+    cached = generate(model64, ids, attn, steps=3, prefix_cache=True, **gen)
+    assert torch.equal(exact.sequences, cached.sequences) and torch.equal(exact.trajectory, cached.trajectory)
+    approx = generate(model64, ids, attn, steps=12, prefix_cache=True, **gen)
+    assert approx.trajectory.shape == (3, 12, 12) and not (approx.sequences == MASK_ID).any()
+    P = ids.shape[1]
+    for r, p in enumerate(PROMPTS):
+        alone = generate(model64, torch.tensor([p]), steps=12, prefix_cache=True, **gen)
+        assert torch.equal(approx.sequences[r, P:], alone.sequences[0, len(p):])
+        assert torch.equal(approx.trajectory[r], alone.trajectory[0])
+
+
+def test_prefix_cache_refuses_what_it_cannot_do(model64):
+    ids = torch.tensor([PROMPTS[0]])
+    with pytest.raises(ValueError, match="prefix_cache: not available with cfg_scale"):
+        generate(model64, ids, prefix_cache=True, cfg_scale=1.0, **GOOD)
+    with pytest.raises(ValueError, match="prefix_cache: not available with parallel_threshold"):
+        generate(model64, ids, prefix_cache=True, parallel_threshold=0.9, **GOOD)
+    with pytest.raises(ValueError, match="prefix_cache: this model's forward takes no prefix_cache"):
+        generate(ConstantModel(), ids, prefix_cache=True, **GOOD)
