@@ -6,8 +6,14 @@ H100/H200-class GPU:
   batch 1 / 8 / 32 / 64;
 - ``generate`` (gen_length 256, block 32): ms per row per step at batch 1 / 8 / 32, with
   per-step capture on and off;
+- at the largest generate batch, the opt-in options: ``prefix_cache`` and ``torch.compile`` of
+  the blocks (``compile=true``; the forward's TFLOP/s too), each against exact eager decoding;
 - peak memory, and the projected time of a full GSM8K run (1,319 problems, gen_length 256,
-  128 steps) at batch 32 with capture.
+  128 steps) at batch 32 with capture, exact and with the options.
+
+Confidence-threshold parallel decoding is not timed here: with random weights no confidence
+reaches a threshold, so it would decode one token per step (its savings are measured on the
+embedded model in docs/performance.md).
 
     python benchmarks/gpu.py            # on the GPU machine
     python benchmarks/gpu.py --quick    # the same code path with tiny shapes on a CPU (the test
@@ -110,12 +116,36 @@ def main() -> None:
         else:
             cells += ["-", "-", "-"]
         print(f"| {batch} | " + " | ".join(cells) + " |")
+    from lm_eval_temporal.loading import compile_blocks
+
+    batch = max(rows)
+    ids = torch.randint(0, cfg.vocab_size - 3, (batch, prompt), generator=g).to(device)
+    canvas = torch.cat([ids, torch.full((batch, G), cfg.mask_token_id, device=device)], dim=1)
+    per_step = {"exact": rows[batch]}
+    per_step["prefix_cache"] = clock(lambda: generate(model, ids, config=SamplerConfig(G, steps, block, prefix_cache=True),
+                                                      capture=True), device, 1) / steps / batch
+    t = time.perf_counter()
+    compile_blocks(model)
+    with torch.inference_mode():
+        fwd = clock(lambda: model(input_ids=canvas, logits_to_keep=G), device, a.repeats)
+    compile_s = time.perf_counter() - t
+    per_step["compile"] = clock(lambda: generate(model, ids, config=SamplerConfig(G, steps, block), capture=True),
+                                device, 1) / steps / batch
+    per_step["compile + prefix_cache"] = clock(
+        lambda: generate(model, ids, config=SamplerConfig(G, steps, block, prefix_cache=True), capture=True),
+        device, 1) / steps / batch
+    tflops = forward_flops(cfg, batch, prompt + G, G) / fwd / 1e12
+    print(f"compiled forward at batch {batch}: {fwd / batch * 1e3:.2f} ms/row, {tflops:.0f} TFLOP/s"
+          + (f" ({tflops / peak:.0%} of peak)" if peak else "") + f"; compile and timing took {compile_s:.0f} s")
     if device.type == "cuda":
         print(f"peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
-    per_row_step = rows[max(rows)]
-    minutes = GSM8K_PROBLEMS * GSM8K_STEPS * per_row_step / 60
-    print(f"projected GSM8K (1,319 problems, gen_length 256, 128 steps) at batch {max(rows)} with capture: "
-          f"{minutes:.1f} min")
+    print(f"| batch {batch}, capture on | ms/row-step | vs exact | projected GSM8K-256 (min) |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, v in per_step.items():
+        print(f"| {name} | {v * 1e3:.2f} | {per_step['exact'] / v:.2f}x | {GSM8K_PROBLEMS * GSM8K_STEPS * v / 60:.1f} |")
+    minutes = GSM8K_PROBLEMS * GSM8K_STEPS * per_step["exact"] / 60
+    print(f"projected GSM8K (1,319 problems, gen_length 256, 128 steps) at batch {batch} with capture, exact "
+          f"eager decoding: {minutes:.1f} min")
     print(f"gsm8k256_projected_min={minutes:.1f}")
 
 

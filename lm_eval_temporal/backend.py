@@ -78,7 +78,8 @@ class LLaDATemporalLM(LM):
 
             pretrained, self.default_gen = str(EMBEDDED_DIR), dict(DEFAULT_GEN)
         self.loaded = load_model(pretrained, revision=o.revision, dtype=o.dtype, device=device,
-                                 trust_remote_code=o.trust_remote_code, peft=o.peft, mask_id=o.mask_id)
+                                 trust_remote_code=o.trust_remote_code, peft=o.peft, mask_id=o.mask_id,
+                                 compile=o.compile)
         self.pipeline = TemporalPipeline(self.loaded, o.temporal, step_texts=o.trajectory_text)
         self.tokenizer = self.loaded.tokenizer
         self.batch_size = o.batch_size

@@ -57,6 +57,7 @@ class BackendOptions:
     device: str | None = None
     trust_remote_code: bool = False
     peft: str | None = None
+    compile: bool = False  # torch.compile the transformer blocks (faster on GPUs; first batch pays the compile)
     mask_id: int | None = option(None, lo=0)
     gen_length: int | None = like(SamplerConfig, "gen_length", None)
     steps: int | None = like(SamplerConfig, "steps", None)

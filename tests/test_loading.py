@@ -161,3 +161,17 @@ def test_stop_ids_are_eos_and_eot(tmp_path):
     lm = load_model(str(EMBEDDED_DIR), device="cpu")
     tok = lm.tokenizer
     assert lm.stop_ids == sorted({lm.eos_id, tok.convert_tokens_to_ids("<|eot_id|>")})
+
+
+def test_compiled_blocks_give_the_eager_tokens(llada_dir):
+    """compile=True (torch.compile of the blocks, dynamic shapes): in float32 on the CPU the
+    tokens equal the eager model's, for two batch shapes (the second reuses the compiled code)."""
+    from lm_eval_temporal.sampler import generate
+
+    eager = load_model(str(llada_dir), dtype="float32", device="cpu")
+    compiled = load_model(str(llada_dir), dtype="float32", device="cpu", compile=True)
+    gen = dict(gen_length=16, steps=8, block_length=8, capture=True)
+    for shape in ((2, 7), (3, 11)):
+        ids = torch.randint(4, 100, shape, generator=torch.Generator().manual_seed(shape[1]))
+        a, b = generate(eager.model, ids, **gen), generate(compiled.model, ids, **gen)
+        assert torch.equal(a.sequences, b.sequences) and torch.equal(a.trajectory, b.trajectory)
