@@ -30,7 +30,18 @@ from lm_eval_temporal.loading import LoadedModel
 from lm_eval_temporal.record import TemporalRecord
 from lm_eval_temporal.sampler import generate
 
-__all__ = ["Sampled", "TemporalPipeline", "make_record"]
+__all__ = ["Run", "Sampled", "TemporalPipeline", "make_record"]
+
+
+@dataclass
+class Run:
+    """What :meth:`TemporalPipeline.run` produced for a list of prompts, rows in prompt order."""
+
+    input_ids: torch.Tensor  # [N, P] left-padded prompts
+    attention_mask: torch.Tensor  # [N, P] 1 = real token
+    sequences: torch.Tensor  # [N, G] generated tokens
+    commit_step: torch.Tensor  # [N, G] the step each generated token was committed at
+    records: list[TemporalRecord]
 
 
 @dataclass
@@ -189,7 +200,7 @@ class TemporalPipeline:
         return records
 
     # ------------------------------------------------------------------ all at once
-    def __call__(
+    def run(
         self,
         prompts: Sequence[str],
         sampler: SamplerConfig,
@@ -198,9 +209,10 @@ class TemporalPipeline:
         stops: Sequence[Sequence[str]] | None = None,
         seeds: Sequence[int] | None = None,
         batch_size: int | None = None,
-    ) -> list[TemporalRecord]:
-        """Records for ``prompts`` (texts), ``batch_size`` rows per sampler call (default all).
-        ``task`` names the answer parser (one for all prompts, or one per prompt)."""
+    ) -> Run:
+        """Sample and read ``prompts`` (texts), ``batch_size`` rows per sampler call (default
+        all), keeping the tensors as well as the records. ``task`` names the answer parser (one
+        for all prompts, or one per prompt)."""
         tasks = [task] * len(prompts) if isinstance(task, str) else list(task)
         if len(tasks) != len(prompts):
             raise ValueError(f"task: {len(tasks)} answer tasks for {len(prompts)} prompts")
@@ -208,12 +220,18 @@ class TemporalPipeline:
             raise ValueError(f"seeds: {len(seeds)} seeds for {len(prompts)} prompts")
         ids, attn = self.pad([self.encode(p) for p in prompts])
         step = batch_size or len(prompts)
-        records: list[TemporalRecord] = []
+        sequences, commits, records = [], [], []
         for s in range(0, len(prompts), step):
             part = slice(s, s + step)
             sampled = self.sample(ids[part], attn[part], sampler, tasks=tasks[part],
                                   stops=None if stops is None else stops[part],
                                   seeds=None if seeds is None else seeds[part])
+            sequences.append(sampled.sequences)
+            commits.append(sampled.commit_step)
             records.extend(self.finish(sampled))
-        return records
+        return Run(ids, attn, torch.cat(sequences), torch.cat(commits), records)
 
+    def __call__(self, prompts: Sequence[str], sampler: SamplerConfig, task: str | Sequence[str] = "generic",
+                 **kwargs) -> list[TemporalRecord]:
+        """The records of :meth:`run` (same arguments)."""
+        return self.run(prompts, sampler, task, **kwargs).records

@@ -65,24 +65,15 @@ def rollout(
     rows = [p for p in prompts for _ in range(group_size)]
     if len(seeds) != len(rows):
         raise ValueError(f"need one seed per completion: {len(seeds)} seeds for {len(rows)} completions")
-    ids, attn = pipeline.pad([pipeline.encode(r) for r in rows])
-    step = batch_size or len(rows)
-    completions, commits, records = [], [], []
-    for s in range(0, len(rows), step):
-        part = slice(s, s + step)
-        sampled = pipeline.sample(ids[part], attn[part], sampler, tasks=[task] * len(rows[part]), seeds=seeds[part])
-        completions.append(sampled.sequences)
-        commits.append(sampled.commit_step)
-        records.extend(pipeline.finish(sampled))
-    comp = torch.cat(completions)
+    run = pipeline.run(rows, sampler, task, seeds=seeds, batch_size=batch_size)
     return Rollout(
-        prompt_ids=ids,
-        prompt_attention=attn,
-        completion_ids=comp,
-        completion_mask=completion_mask(comp, pipeline.decoder.stop_ids.tolist()),
-        commit_step=torch.cat(commits),
+        prompt_ids=run.input_ids,
+        prompt_attention=run.attention_mask,
+        completion_ids=run.sequences,
+        completion_mask=completion_mask(run.sequences, pipeline.decoder.stop_ids.tolist()),
+        commit_step=run.commit_step,
         prompts=rows,
-        records=records,
+        records=run.records,
         gold=[g for g in gold for _ in range(group_size)],
         task=task,
         group_size=group_size,
