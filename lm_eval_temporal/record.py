@@ -16,6 +16,7 @@ a handful of answers):
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,11 @@ class TemporalRecord:
     def steps_run(self) -> int:
         """Forward steps the row used (``steps`` unless early stop ended it)."""
         return len(self.answers)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Which sample this is: (lm-eval task, document id); a run holds one record per key."""
+        return str(self.task), json.dumps(self.doc_id)
 
     @property
     def has_vote(self) -> bool:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from lm_eval_temporal.record import TemporalRecord
 
-__all__ = ["MODES", "check_path", "TrajectoryWriter", "record_key"]
+__all__ = ["MODES", "check_path", "TrajectoryWriter"]
 
 MODES = ("new", "overwrite", "append")
 
@@ -46,19 +46,15 @@ def check_path(value: str, mode: str = "new") -> Path:
     return path
 
 
-def record_key(record: dict[str, Any]) -> tuple[str, str]:
-    return str(record.get("task")), json.dumps(record.get("doc_id"))
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    """Complete lines of a file (a line cut by an interrupt is dropped)."""
+def _read(path: Path) -> list[TemporalRecord]:
+    """The records of a file's complete lines (a line cut by an interrupt is dropped)."""
     out = []
     with path.open(encoding="utf-8") as f:
         for line in f:
             if line.endswith("\n") and line.strip():
                 try:
-                    out.append(json.loads(line))
-                except ValueError:
+                    out.append(TemporalRecord.from_json(json.loads(line)))
+                except ValueError:  # RecordError is a ValueError
                     continue
     return out
 
@@ -72,7 +68,7 @@ class TrajectoryWriter:
         self.mode = mode
         self._calls = 0
         self._file: IO[str] | None = None
-        self._carried: list[dict[str, Any]] = []
+        self._carried: list[TemporalRecord] = []
 
     def __enter__(self) -> TrajectoryWriter:
         # What an interrupted run left behind is carried over (replaced where decoded again).
@@ -82,9 +78,8 @@ class TrajectoryWriter:
         return self
 
     def write(self, record: TemporalRecord) -> None:
-        line = record.to_json()
-        self._written.add(record_key(line))
-        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._written.add(record.key)
+        self._file.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
 
     def flush(self) -> None:
         self._file.flush()
@@ -93,8 +88,8 @@ class TrajectoryWriter:
         with self._file as f:
             # Kept in the partial file, so a failed or interrupted call can be resumed from it.
             for old in self._carried:
-                if record_key(old) not in self._written:
-                    f.write(json.dumps(old, ensure_ascii=False) + "\n")
+                if old.key not in self._written:
+                    f.write(json.dumps(old.to_json(), ensure_ascii=False) + "\n")
         self._file = None
         if exc_type is not None:
             return

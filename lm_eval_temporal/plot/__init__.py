@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,7 +119,7 @@ def plot_trajectories(file: PathLike | Sequence[PathLike], output: PathLike, sam
     sources = [str(p) for p in resolve(file)]
     loaded = load_trajectories(sources)
     # One record per (task, document): a file appended to by several runs keeps the last one.
-    records = list({(s.task, json.dumps(s.record.doc_id)): s for s in loaded}.values())
+    records = list({s.record.key: s for s in loaded}.values())
     dupes = len(loaded) - len(records)
     if dupes:
         log.warning("%d records repeat a (task, doc_id) pair; the last of each is plotted", dupes)
