@@ -42,7 +42,7 @@ import torch
 
 from lm_eval_temporal.config import SamplerConfig
 
-__all__ = ["SamplerConfig", "GenerationOutput", "generate", "guided_logits", "accepts_logits_to_keep"]
+__all__ = ["SamplerConfig", "GenerationOutput", "generate", "guided_logits", "forward_accepts"]
 
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 
@@ -73,9 +73,9 @@ def _config_attr(model: torch.nn.Module, name: str):
     return getattr(getattr(model, "config", None), name, None)
 
 
-def accepts_logits_to_keep(model: torch.nn.Module, name: str = "logits_to_keep") -> bool:
-    """Whether the model's forward (through any peft wrapper) takes ``name`` (by default
-    ``logits_to_keep``: logits for the last N positions only; BERT-style masked LMs do not)."""
+def forward_accepts(model: torch.nn.Module, name: str) -> bool:
+    """Whether the model's forward (through any peft wrapper) takes the argument ``name``, e.g.
+    ``logits_to_keep`` (logits of the last N positions only; BERT-style masked LMs have none)."""
     base = model
     while hasattr(base, "get_base_model"):
         nxt = base.get_base_model()
@@ -198,7 +198,6 @@ def guided_logits(
     return uncond + (cfg_scale + 1) * (cond - uncond)
 
 
-
 def _config(config: SamplerConfig | None, settings: dict) -> SamplerConfig:
     """The call's SamplerConfig: ``config``, or one built from the keyword form, never both."""
     given = {k: v for k, v in settings.items() if v is not None}
@@ -282,9 +281,9 @@ def generate(
     stopped_any = False
     x0_all = x[:, P:]  # the latest x0 of every row (a stopped row keeps its last); set at step 0
 
-    keep = {"logits_to_keep": G} if accepts_logits_to_keep(model) else {}
+    keep = {"logits_to_keep": G} if forward_accepts(model, "logits_to_keep") else {}
 
-    if cfg.prefix_cache and not accepts_logits_to_keep(model, "prefix_cache"):
+    if cfg.prefix_cache and not forward_accepts(model, "prefix_cache"):
         raise ValueError("prefix_cache: this model's forward takes no prefix_cache (LLaDAModelLM does)")
     cache = None  # keys/values of the prompt and the finished blocks, made at each block's first step
 

@@ -192,7 +192,7 @@ def test_padding_mask_makes_left_padded_rows_equal_alone():
 
 
 def test_logits_to_keep_returns_the_tail_and_the_sampler_uses_it():
-    from lm_eval_temporal.sampler import accepts_logits_to_keep
+    from lm_eval_temporal.sampler import forward_accepts
 
     model = tiny_llada(seed=0, dtype=torch.float64)
     batch = torch.tensor([[2, 2, 9, 14, 22, 0, 0], [5, 6, 7, 8, 9, 10, 11]])
@@ -202,8 +202,8 @@ def test_logits_to_keep_returns_the_tail_and_the_sampler_uses_it():
         tail = model(input_ids=batch, attention_mask=mask, logits_to_keep=3).logits
     assert tail.shape == (2, 3, full.shape[-1])
     torch.testing.assert_close(tail, full[:, -3:], rtol=1e-12, atol=1e-12)
-    assert accepts_logits_to_keep(model)
-    assert not accepts_logits_to_keep(torch.nn.Linear(2, 2))
+    assert forward_accepts(model, "logits_to_keep")
+    assert not forward_accepts(torch.nn.Linear(2, 2), "logits_to_keep")
 
 
 def test_attention_is_bidirectional():

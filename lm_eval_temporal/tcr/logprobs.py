@@ -22,9 +22,9 @@ def generation_logits(model: torch.nn.Module, x: torch.Tensor, attention_mask: t
 
     Models that can (LLaDA, through peft) apply the LM head to those positions only: the
     prompt's logits are never read, and at LLaDA-8B's vocabulary they are the largest tensor."""
-    from lm_eval_temporal.sampler import accepts_logits_to_keep
+    from lm_eval_temporal.sampler import forward_accepts
 
-    keep = {"logits_to_keep": gen_length} if accepts_logits_to_keep(model) else {}
+    keep = {"logits_to_keep": gen_length} if forward_accepts(model, "logits_to_keep") else {}
     return model(input_ids=x, attention_mask=attention_mask, **keep).logits[:, -gen_length:]
 
 
