@@ -29,24 +29,17 @@ import statistics
 import time
 
 import torch
+from _models import random_llada  # noqa: E402  (run as a script)
 
 GSM8K_PROBLEMS, GSM8K_STEPS = 1319, 128
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, for the share of peak
 
 
 def build(quick: bool, device: torch.device, dtype: torch.dtype):
-    from lm_eval_temporal import LLaDAConfig, LLaDAModelLM
-
-    shape = (dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, vocab_size=1024) if quick else
-             dict(d_model=4096, n_heads=32, n_layers=32, mlp_hidden_size=12288, vocab_size=126464))
-    v = shape["vocab_size"]
-    cfg = LLaDAConfig(**shape, n_kv_heads=shape["n_heads"], embedding_size=v, max_sequence_length=4096, rope=True,
-                      rope_theta=500000.0, rms_norm_eps=1e-5, weight_tying=False, include_bias=False,
-                      mask_token_id=v - 1, eos_token_id=v - 2, pad_token_id=v - 3, bos_token_id=v - 4)
-    torch.manual_seed(0)
-    with device:
-        model = LLaDAModelLM(cfg).to(dtype).eval()
-    return model, cfg
+    shape = (dict(d_model=64, n_heads=4, n_layers=2, mlp_hidden_size=128, vocab=1024) if quick else
+             dict(d_model=4096, n_heads=32, n_layers=32, mlp_hidden_size=12288, vocab=126464))
+    model = random_llada(**shape, device=device, dtype=dtype)
+    return model, model.config
 
 
 def forward_flops(cfg, batch: int, length: int, keep: int) -> float:
@@ -101,7 +94,7 @@ def main() -> None:
     print("| batch | forward ms/row | TFLOP/s | generate ms/row-step (capture) | (no capture) | capture on/off |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for batch in ((1, 2) if a.quick else (1, 8, 32, 64)):
-        ids = torch.randint(0, cfg.vocab_size - 3, (batch, prompt), generator=g).to(device)
+        ids = torch.randint(0, cfg.bos_token_id, (batch, prompt), generator=g).to(device)
         canvas = torch.cat([ids, torch.full((batch, G), cfg.mask_token_id, device=device)], dim=1)
         with torch.inference_mode():
             fwd = clock(lambda: model(input_ids=canvas, logits_to_keep=G), device, a.repeats)
@@ -119,7 +112,7 @@ def main() -> None:
     from lm_eval_temporal.loading import compile_blocks
 
     batch = max(rows)
-    ids = torch.randint(0, cfg.vocab_size - 3, (batch, prompt), generator=g).to(device)
+    ids = torch.randint(0, cfg.bos_token_id, (batch, prompt), generator=g).to(device)
     canvas = torch.cat([ids, torch.full((batch, G), cfg.mask_token_id, device=device)], dim=1)
     per_step = {"exact": rows[batch]}
     per_step["prefix_cache"] = clock(lambda: generate(model, ids, config=SamplerConfig(G, steps, block, prefix_cache=True),

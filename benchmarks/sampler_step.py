@@ -23,17 +23,7 @@ import statistics
 import time
 
 import torch
-
-
-def build(vocab: int, d_model: int, layers: int, seed: int = 0):
-    from lm_eval_temporal import LLaDAConfig, LLaDAModelLM
-
-    torch.manual_seed(seed)
-    cfg = LLaDAConfig(d_model=d_model, n_heads=4, n_kv_heads=4, n_layers=layers, mlp_hidden_size=2 * d_model,
-                      vocab_size=vocab, embedding_size=vocab, max_sequence_length=4096, rope=True,
-                      rope_theta=500000.0, rms_norm_eps=1e-5, weight_tying=False, include_bias=False,
-                      mask_token_id=vocab - 1, eos_token_id=vocab - 2, pad_token_id=vocab - 3)
-    return LLaDAModelLM(cfg).eval()
+from _models import random_llada  # noqa: E402  (run as a script)
 
 
 def timed(fn, repeats: int) -> float:
@@ -67,10 +57,10 @@ def main() -> None:
     from lm_eval_temporal.config import SamplerConfig
     from lm_eval_temporal.sampler import generate
 
-    model = build(a.vocab, a.d_model, a.layers)
+    model = random_llada(d_model=a.d_model, n_heads=4, n_layers=a.layers, mlp_hidden_size=2 * a.d_model, vocab=a.vocab)
     mask = model.config.mask_token_id
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, a.vocab - 3, (a.batch, a.prompt), generator=g)
+    ids = torch.randint(0, model.config.bos_token_id, (a.batch, a.prompt), generator=g)
     cfg = SamplerConfig(a.gen_length, a.steps, a.block_length)
     canvas = torch.cat([ids, torch.full((a.batch, a.gen_length), mask)], dim=1)
     G = a.gen_length

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from _models import random_llada  # noqa: E402  (the benchmarks folder, on the path as the script's own)
 
 QUICK = dict(d_model=64, n_layers=2, n_heads=4, mlp=128, vocab=512, prompt_length=16, gen_length=16, steps=8,
              block_length=8, lora_r=4)
@@ -38,22 +39,12 @@ QUICK = dict(d_model=64, n_layers=2, n_heads=4, mlp=128, vocab=512, prompt_lengt
 def build(a: argparse.Namespace, device: torch.device, dtype: torch.dtype):
     from peft import LoraConfig, get_peft_model
 
-    from lm_eval_temporal import LLaDAConfig, LLaDAModelLM
     from lm_eval_temporal.tcr.config import LORA_TARGETS
     from lm_eval_temporal.tcr.trainer import lora_target_regex
 
-    cfg = LLaDAConfig(d_model=a.d_model, n_heads=a.n_heads, n_layers=a.n_layers, mlp_hidden_size=a.mlp,
-                      vocab_size=a.vocab, embedding_size=a.vocab, max_sequence_length=4096,
-                      mask_token_id=a.vocab - 128, eos_token_id=a.vocab - 383, pad_token_id=a.vocab - 383,
-                      bos_token_id=a.vocab - 384)
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # built in its dtype, on the device: no float32 copy of 8B weights
-    try:
-        with device:
-            model = LLaDAModelLM(cfg)
-    finally:
-        torch.set_default_dtype(previous)
+    model = random_llada(d_model=a.d_model, n_heads=a.n_heads, n_layers=a.n_layers, mlp_hidden_size=a.mlp,
+                         vocab=a.vocab, device=device, dtype=dtype)  # built in its dtype: no float32 copy of 8B weights
+    cfg = model.config
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lcfg = LoraConfig(r=a.lora_r, lora_alpha=a.lora_r / 2, lora_dropout=0.05,
                       target_modules=lora_target_regex(LORA_TARGETS), bias="none")
