@@ -32,6 +32,22 @@ def marked_doc(gold: str = "5") -> dict:
     return {"gold": json.dumps(gold), trace.TRACE_KEY: {"task": "gsm8k"}}
 
 
+def script_trajectory(monkeypatch, traj: torch.Tensor) -> None:
+    """Make the pipeline's sampler return ``traj`` [1, steps, G] as the captured steps (and its
+    last step as the output), whatever the model predicts."""
+    import lm_eval_temporal.pipeline as pipeline
+
+    real = pipeline.generate
+
+    def fake_generate(model, input_ids, attention_mask=None, **kw):
+        out = real(model, input_ids, attention_mask, **kw)
+        out.sequences[:, -traj.shape[-1]:] = traj[:, -1].long()
+        out.trajectory = traj.clone()
+        return out
+
+    monkeypatch.setattr(pipeline, "generate", fake_generate)
+
+
 PROMPTS = ["Q:1+2=?", "Q:a much longer prompt 12+30-7=?", "x", "Q:9*9", "Tom has 3 apples and buys 4 more.", "Q:2", "hello world", "Q:100-1"]
 
 
@@ -95,18 +111,7 @@ def test_vote_returns_latest_step_of_winning_cluster_and_gsm8k_filters_read_it(t
     rows = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     eos = lm.loaded.eos_id
     traj = torch.tensor([r + [eos] * (16 - len(r)) for r in rows], dtype=torch.int32)[None]
-
-    import lm_eval_temporal.pipeline as pipeline
-
-    real = pipeline.generate
-
-    def fake_generate(model, input_ids, attention_mask=None, **kw):
-        out = real(model, input_ids, attention_mask, **kw)
-        out.sequences[:, -16:] = traj[:, -1].long()
-        out.trajectory = traj.clone()
-        return out
-
-    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    script_trajectory(monkeypatch, traj)
     response = lm.generate_until([req("Q", {"question": "q"}, task="gsm8k")], disable_tqdm=True)[0]
     assert response == "a #### 5.0"  # latest step of the winning cluster {5, 5.0}
     strict = get_filter("regex")(regex_pattern=r"#### (\-?[0-9\.\,]+)", group_select=0)
@@ -152,10 +157,8 @@ def test_generation_settings_mapping(tiny_dir):
 def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
     """protocol=paper decodes past an early EOS (the official reading) and parses officially;
     the default cuts at the EOS and reads the answer before it."""
-    import lm_eval_temporal.pipeline as pipeline
     from lm_eval_temporal.tasks import process_results
 
-    real = pipeline.generate
     responses = {}
     for protocol in ("default", "paper"):
         lm = LLaDATemporalLM(pretrained=str(tiny_dir), vote="exp", protocol=protocol, gen_length=32, steps=4,
@@ -164,15 +167,7 @@ def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
         head, tail = tok("so 3 #### 3", add_special_tokens=False)["input_ids"], tok("\\boxed{18}", add_special_tokens=False)["input_ids"]
         row = head + [eos] + tail
         row = row + [eos] * (32 - len(row))
-        traj = torch.tensor([row] * 4, dtype=torch.int32)[None]
-
-        def fake_generate(model, input_ids, attention_mask=None, **kw):
-            out = real(model, input_ids, attention_mask, **kw)
-            out.sequences[:, -32:] = traj[:, -1].long()
-            out.trajectory = traj.clone()
-            return out
-
-        monkeypatch.setattr(pipeline, "generate", fake_generate)
+        script_trajectory(monkeypatch, torch.tensor([row] * 4, dtype=torch.int32)[None])
         responses[protocol] = lm.generate_until([req("Q", marked_doc("18"))], disable_tqdm=True)[0]
     (text_d, rec_d), (text_p, rec_p) = trace.split(responses["default"]), trace.split(responses["paper"])
     assert (rec_d.final, rec_d.protocol) == ("3", "default") and "18" not in text_d
