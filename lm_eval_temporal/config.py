@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lm_eval_temporal.answers import PROTOCOLS
 from lm_eval_temporal.coerce import option
 
 __all__ = [
-    "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES",
+    "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES", "PROTOCOLS",
     "SamplerConfig", "TemporalConfig", "schedule_error",
 ]
 
@@ -26,6 +25,7 @@ VOTES = ("none", *WEIGHTINGS, "gated")
 CLUSTERS = ("equivalence", "exact")
 EARLY_STOPS = ("none", "stable", "confidence")
 DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")  # model dtypes by name
+PROTOCOLS = ("default", "paper")  # how answers are read and scored (answers/, docs/algorithm.md)
 
 
 def schedule_error(gen_length: int | None, steps: int | None, block_length: int | None) -> str | None:

@@ -19,11 +19,11 @@ from lm_eval_temporal.answers import paper
 from lm_eval_temporal.answers.latex import clean_math
 from lm_eval_temporal.answers.registry import REGISTRY, answer_task, canonical_task
 from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS, clean, coerce_text
+from lm_eval_temporal.config import PROTOCOLS
 
 # Cache only texts up to this size: bigger ones are rare and would pin memory.
 _CACHE_TEXT_CHARS = 16_384
 _CLUSTERS = ("equivalence", "exact")
-PROTOCOLS = ("default", "paper")
 
 
 def _protocol(protocol: str) -> str:
