@@ -90,7 +90,6 @@ class LLaDATemporalLM(LM):
         self.trajectory_file_path: Path | None = path
         self._trajectory = TrajectoryWriter(path, o.trajectory_mode) if path else None
         self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
-        self._truncated = 0
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 
     # ------------------------------------------------------------------ lm-eval plumbing
@@ -172,29 +171,32 @@ class LLaDATemporalLM(LM):
         name = (request.task_name or "").lower()
         return next((parser for hint, parser in _TASK_HINTS if hint in name), "generic")
 
-    def _prompt_ids(self, context: str, gen_length: int) -> list[int]:
+    def _prompt_ids(self, context: str, gen_length: int) -> tuple[list[int], bool]:
+        """The prompt's ids, cut from the left to fit ``max_sequence_length`` with the
+        generation, and whether they had to be cut."""
         ids = self.pipeline.encode(context)
-        if self.max_length and len(ids) + gen_length > self.max_length:
-            keep = self.max_length - gen_length
-            if keep < 1:
-                raise ValueError(f"gen_length={gen_length} leaves no room for a prompt within the "
-                                 f"model's max_sequence_length={self.max_length}")
-            self._truncated += 1
-            ids = ids[-keep:]
-        return ids
+        if not self.max_length or len(ids) + gen_length <= self.max_length:
+            return ids, False
+        keep = self.max_length - gen_length
+        if keep < 1:
+            raise ValueError(f"gen_length={gen_length} leaves no room for a prompt within the "
+                             f"model's max_sequence_length={self.max_length}")
+        return ids[-keep:], True
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
-        items, self._truncated = [], 0
+        items, truncated = [], 0
         for req in requests:
             context, gen_kwargs = req.args
             settings = self.resolve_generation(dict(gen_kwargs or {}))
             until = (gen_kwargs or {}).get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            items.append((self._prompt_ids(context, settings.gen_length), settings, req, until))
-        if self._truncated:
+            ids, cut = self._prompt_ids(context, settings.gen_length)
+            truncated += cut
+            items.append((ids, settings, req, until))
+        if truncated:
             log.warning("llada_temporal: %d of %d prompts were longer than max_sequence_length=%s minus gen_length "
-                        "and were truncated from the left", self._truncated, len(items), self.max_length)
+                        "and were truncated from the left", truncated, len(items), self.max_length)
         collator = Collator(items, sort_fn=lambda x: (-len(x[0]), x[2].args[0]), group_fn=lambda x: dataclasses.asdict(x[1]),
                             group_by="gen_kwargs")
         results: list[str] = []
