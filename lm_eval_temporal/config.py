@@ -106,6 +106,15 @@ class SamplerConfig:
         """Forward passes a row can take: ``steps``, or with parallel decoding one per token at most."""
         return self.steps if self.parallel_threshold is None else self.gen_length
 
+    @property
+    def horizon(self) -> int:
+        """The temporal horizon T (docs/algorithm.md, "The horizon T"): the step count over which
+        vote weights, TSE and the early-stop thresholds are all taken. It is the most steps a
+        row can take (:attr:`max_steps`), so it is known before decoding (early stop needs it)
+        and every row's steps fit on it; a row that ends sooner (early stop, or parallel
+        decoding with nothing left masked) ran part of it."""
+        return self.max_steps
+
 
 def _gap_items(value: object) -> list:
     """``stop_gap`` as given: ``8:5:3`` (or a sequence) -> its items; one or three of them."""

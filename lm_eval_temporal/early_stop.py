@@ -6,9 +6,10 @@ does (``TemporalConfig.early_stop``; off by default).
   per-step texts and answers it parsed are kept, so the pipeline does not parse them again.
 - ``confidence``: the Prophet-style baseline (arXiv 2508.19982): stop once the mean top-1/top-2
   logit gap over the row's still-masked positions clears the threshold of the current third
-  of the schedule.
+  of the horizon.
 
-No row stops before ``stop_min`` of the schedule.
+No row stops before ``stop_min`` of the horizon. The horizon is the T of the vote and TSE
+(``SamplerConfig.horizon``: the schedule's steps, or ``gen_length`` with parallel decoding).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class Policy:
 def policy(cfg: TemporalConfig, steps: int, decoder: StepDecoder, tasks: Sequence[str],
            stops: Sequence[Sequence[str]]) -> Policy:
     """The early-stop policy of ``cfg`` for a batch of rows with answer parsers ``tasks`` and
-    stop strings ``stops`` under a schedule of ``steps`` steps."""
+    stop strings ``stops`` over the temporal horizon of ``steps`` steps
+    (``SamplerConfig.horizon``, the T of the vote and TSE)."""
     if cfg.early_stop == "none":
         return Policy()
     first = int(cfg.stop_min * steps)
@@ -65,7 +67,8 @@ def policy(cfg: TemporalConfig, steps: int, decoder: StepDecoder, tasks: Sequenc
         return Policy(by_gap, callback_gap=True)
 
     rows = [RowSteps() for _ in tasks]
-    votes = [temporal.RunningVote(steps, cfg.weighting, cfg.alpha, answers.equivalence(t, cfg.clusters)) for t in tasks]
+    votes = [temporal.RunningVote(steps, cfg.weighting, cfg.alpha, answers.equivalence(t, cfg.clusters), cfg.tie)
+             for t in tasks]
     done = [False] * len(tasks)
 
     def by_vote(step: int, x0: torch.Tensor, still: torch.Tensor) -> torch.Tensor:

@@ -68,20 +68,24 @@ def make_record(
     keep_texts: bool = False,
 ) -> TemporalRecord:
     """Vote and TSE of one row from the answers and texts of the steps it ran (the last being
-    the final output), with the vote's weights over the ``steps`` of the schedule (steps never
-    run cast no vote). docs/algorithm.md, "Voting" and "TSE"."""
-    eq = answers.equivalence(task, cfg.clusters)
+    the final output), both over the temporal horizon of ``steps`` steps
+    (``SamplerConfig.horizon``; docs/algorithm.md, "The horizon T"). The steps after the row
+    ended cast no vote; for TSE they hold its final answer, which is what they would show: a
+    row ends with nothing left masked, so every later step predicts its final output."""
     n = len(step_answers)
+    if not 1 <= n <= steps:
+        raise ValueError(f"make_record: {n} steps run on a horizon of steps={steps} (expected 1 to {steps})")
+    eq = answers.equivalence(task, cfg.clusters)
     vote = None
     if cfg.vote == "gated":
         vote = temporal.gated_vote(step_answers, window=cfg.gate_window, share=cfg.gate_share, alpha=cfg.alpha,
-                                   equivalent=eq, total_steps=steps)
+                                   equivalent=eq, total_steps=steps, tie=cfg.tie)
     elif cfg.vote != "none":
         vote = temporal.vote(step_answers + [None] * (steps - n), weighting=cfg.vote, alpha=cfg.alpha, equivalent=eq,
                              tie=cfg.tie)
     voted = vote is not None and vote.answer is not None
-    tse = temporal.temporal_semantic_entropy(step_answers, weighting="exp", alpha=cfg.tse_alpha,
-                                             skip_ratio=cfg.tse_skip, equivalent=eq)
+    tse = temporal.temporal_semantic_entropy(step_answers + [step_answers[-1]] * (steps - n), weighting="exp",
+                                             alpha=cfg.tse_alpha, skip_ratio=cfg.tse_skip, equivalent=eq)
     gated = isinstance(vote, temporal.GatedVoteResult)
     return TemporalRecord(
         answer_task=task,
@@ -145,7 +149,7 @@ class TemporalPipeline:
         generators = None
         if seeds is not None and (sampler.temperature > 0 or sampler.remasking == "random"):
             generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        stop = early_stop.policy(self.config, sampler.max_steps, self.decoder, tasks, stops)
+        stop = early_stop.policy(self.config, sampler.horizon, self.decoder, tasks, stops)
         out = generate(
             self.model.model,
             input_ids.to(device),
@@ -192,10 +196,7 @@ class TemporalPipeline:
                     step_answers[s] = answers.extract_answer(t, task, self.config.protocol)
             texts[-1] = final_text  # the last capture is the final output
             step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
-            # Votes are weighted over the schedule's steps, or with parallel decoding (no fixed
-            # schedule) over the steps the row ran.
-            steps = n if sampled.sampler.parallel_threshold is not None else sampled.sampler.steps
-            records.append(make_record(step_answers, texts, self.config, task=task, steps=steps,
+            records.append(make_record(step_answers, texts, self.config, task=task, steps=sampled.sampler.horizon,
                                        keep_texts=self.keep_texts))
         return records
 

@@ -61,8 +61,10 @@ class TemporalRecord:
     """One sample's temporal result.
 
     ``answers[s]`` is the answer parsed at denoising step ``s`` (None: nothing parsed) for the
-    steps the row ran; ``steps`` is the schedule's length (more than ``len(answers)`` when early
-    stop ended the row). ``final`` is the last answer, ``vote`` the voted answer (None when
+    steps the row ran (``steps_run`` of them). ``steps`` is the temporal horizon T the vote and
+    TSE are taken over (docs/algorithm.md, "The horizon T"): the schedule's length, or
+    ``gen_length`` with parallel decoding; more than ``steps_run`` when early stop ended the row
+    or parallel decoding finished it sooner. ``final`` is the last answer, ``vote`` the voted answer (None when
     ``method`` is ``none`` or nothing parsed) and ``vote_step`` the step whose text was returned.
     ``tse`` is the Temporal Semantic Entropy in bits. The rest is known where the record is made
     for a file: ``task`` / ``doc_id`` (lm-eval's), ``gold`` (the normalised gold answer),
@@ -92,7 +94,7 @@ class TemporalRecord:
 
     @property
     def steps_run(self) -> int:
-        """Forward steps the row used (``steps`` unless early stop ended it)."""
+        """Forward steps the row used (``steps`` unless it ended sooner: one answer per step run)."""
         return len(self.answers)
 
     @property
@@ -114,7 +116,7 @@ class TemporalRecord:
             "v": SCHEMA_VERSION,
             "answer_task": self.answer_task,
             "steps": self.steps,
-            "steps_run": self.steps_run,  # forward passes used (fewer than steps after an early stop)
+            "steps_run": self.steps_run,  # forward passes used (fewer than steps when the row ended sooner)
             "answers": run_length(self.answers),
             "final": self.final,
             "vote": self.vote,
@@ -152,6 +154,8 @@ class TemporalRecord:
         steps = data.get("steps", len(answers))
         if not isinstance(steps, int) or steps < len(answers):
             raise RecordError(f"{where}: 'steps'={steps!r} must be an integer >= the {len(answers)} steps recorded")
+        if data.get("steps_run", len(answers)) != len(answers):  # written since version 2; derived, so checked
+            raise RecordError(f"{where}: 'steps_run'={data['steps_run']!r} but 'answers' holds {len(answers)} steps")
         vote_step = data.get("vote_step", len(answers) - 1)
         if not isinstance(vote_step, int) or not 0 <= vote_step < len(answers):
             vote_step = len(answers) - 1

@@ -18,9 +18,10 @@ Tie-break (documented and deterministic): among clusters with the same total wei
 to a relative 1e-12), the one whose latest supporting step is later wins. Since no two
 clusters share a step, this always picks exactly one.
 
-``vote(..., tie="first")`` is the paper's official vote instead: each cluster's weight is
-accumulated step by step in plain float arithmetic, the largest total wins, and a tie (exact
-float equality) goes to the answer seen first. With exact clustering and the official parsed
+``tie="first"`` (on :func:`vote`, :func:`gated_vote` and :class:`RunningVote`) is the paper's
+official vote instead: each cluster's weight is accumulated step by step in plain float
+arithmetic, the largest total wins, and a tie (exact float equality) goes to the answer seen
+first. With exact clustering and the official parsed
 answers as keys this reproduces the official vote bit for bit (tests/test_paper_protocol.py).
 """
 
@@ -126,16 +127,39 @@ def _weigh(
     return total
 
 
-def _winner(clusters: list[Cluster]) -> Cluster | None:
+def _check_tie(tie: str) -> None:
+    if tie not in TIES:
+        raise ValueError(f"tie={tie!r}: expected one of {', '.join(TIES)}")
+
+
+# How each tie rule sums a cluster's weights: exactly, or in step order as the official code does.
+_ADD = {"latest": math.fsum, "first": _in_order}
+
+
+def _beats(weight: float, last: int, best_weight: float, best_last: int, tie: str) -> bool:
+    """Whether a cluster (total ``weight``, latest step ``last``) beats the current best, one
+    seen before it. ``latest``: heavier, or as heavy (relative 1e-12) with a later latest step;
+    ``first``: strictly heavier (an exact tie keeps the one seen first)."""
+    if tie == "first":
+        return weight > best_weight
+    if math.isclose(weight, best_weight, rel_tol=_TIE_REL, abs_tol=0.0):
+        return last > best_last
+    return weight > best_weight
+
+
+def _winner(clusters: list[Cluster], tie: str = "latest") -> Cluster | None:
     best = None
     for c in clusters:
-        if best is None:
-            best = c
-            continue
-        tie = math.isclose(c.weight, best.weight, rel_tol=_TIE_REL, abs_tol=0.0)
-        if (not tie and c.weight > best.weight) or (tie and c.last_step > best.last_step):
+        if best is None or _beats(c.weight, c.last_step, best.weight, best.last_step, tie):
             best = c
     return best
+
+
+def _ordered(clusters: list[Cluster], best: Cluster, tie: str) -> list[Cluster]:
+    """Every cluster, ``best`` first, then heaviest first, equals in the tie rule's order."""
+    if tie == "first":
+        return sorted(clusters, key=lambda c: (c is not best, -c.weight, c.steps[0]))
+    return sorted(clusters, key=lambda c: (c is not best, -c.weight, -c.last_step))
 
 
 @dataclass
@@ -174,22 +198,15 @@ def vote(
     the official vote -- weights added step by step in float arithmetic, and an exact tie goes
     to the cluster seen first.
     """
-    if tie not in TIES:
-        raise ValueError(f"tie={tie!r}: expected one of {', '.join(TIES)}")
+    _check_tie(tie)
     T = len(answers)
     weights = step_weights(T, weighting, alpha)
     clusters, _ = cluster_answers(answers, equivalent)
-    if tie == "latest":
-        _weigh(clusters, weights)
-        best = _winner(clusters)
-        order = lambda c: (c is not best, -c.weight, -c.last_step)  # noqa: E731
-    else:
-        _weigh(clusters, weights, add=_in_order)
-        best = max(clusters, key=lambda c: c.weight, default=None)  # max keeps the first of equals
-        order = lambda c: (c is not best, -c.weight, c.steps[0])  # noqa: E731
+    _weigh(clusters, weights, add=_ADD[tie])
+    best = _winner(clusters, tie)
     if best is None:
         return VoteResult(answer=answers[-1] if T else None, step=T - 1)
-    ordered = sorted(clusters, key=order)
+    ordered = _ordered(clusters, best, tie)
     step = best.last_step
     return VoteResult(
         answer=answers[step],
@@ -224,6 +241,7 @@ def gated_vote(
     alpha: float = 5.0,
     equivalent: Equivalence | None = None,
     total_steps: int | None = None,
+    tie: str = "latest",
 ) -> GatedVoteResult:
     """Keep the final answer when the model has settled on it, vote otherwise.
 
@@ -243,8 +261,10 @@ def gated_vote(
 
     ``total_steps``: the schedule's step count when ``answers`` covers only its first steps
     (a row stopped early); weights are then those of ``step_weights(total_steps)`` and the
-    steps never run cast no vote. Default ``len(answers)``.
+    steps never run cast no vote. Default ``len(answers)``. ``tie``: the vote's tie rule (as in
+    :func:`vote`; the gate's window weights are summed the same way).
     """
+    _check_tie(tie)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be a positive int, got {window!r}")
     if not math.isfinite(share):
@@ -257,7 +277,7 @@ def gated_vote(
     clusters, labels = cluster_answers(answers, equivalent)
     gate = 0.0
     if T and labels[-1] is not None:
-        _weigh(clusters, weights, steps=set(range(max(0, T - window), T)))
+        _weigh(clusters, weights, steps=set(range(max(0, T - window), T)), add=_ADD[tie])
         final = clusters[labels[-1]]
         gate = final.share
         if gate >= share:
@@ -267,12 +287,12 @@ def gated_vote(
                 cluster_steps=list(final.steps),
                 cluster_weights=[weights[s] for s in final.steps],
                 weight_share=gate,
-                clusters=sorted(clusters, key=lambda c: (c is not final, -c.weight, -c.last_step)),
+                clusters=_ordered(clusters, final, tie),
                 kept_final=True,
                 gate_share=gate,
             )
     padded = list(answers) + [None] * (total - T)
-    v = vote(padded, weighting=weighting, alpha=alpha, equivalent=equivalent)
+    v = vote(padded, weighting=weighting, alpha=alpha, equivalent=equivalent, tie=tie)
     if v.answer is None and T:
         v.step = T - 1  # nothing parsed: the final step, as vote() does without padding
     return GatedVoteResult(**{f.name: getattr(v, f.name) for f in fields(VoteResult)}, kept_final=False, gate_share=gate)
@@ -287,12 +307,15 @@ class RunningVote:
     cluster (None while nothing parsed) and its share of the weight so far. ``streak`` counts
     the consecutive steps, ending with the latest, at which the same cluster was the winner
     (0 while nothing parsed). After ``add`` for steps ``0..s`` the winner is the cluster
-    ``vote(answers[:s + 1])`` picks, weights ``step_weights(T)[:s + 1]``, same tie-break.
+    ``vote(answers[:s + 1])`` picks, weights ``step_weights(T)[:s + 1]``, same tie rule ``tie``.
     """
 
-    def __init__(self, T: int, weighting: str = "exp", alpha: float = 5.0, equivalent: Equivalence | None = None):
+    def __init__(self, T: int, weighting: str = "exp", alpha: float = 5.0, equivalent: Equivalence | None = None,
+                 tie: str = "latest"):
+        _check_tie(tie)
         self.weights = step_weights(T, weighting, alpha)
         self.equivalent = equivalent
+        self.tie = tie
         self.step = 0
         self.streak = 0
         self.winner: int | None = None
@@ -327,12 +350,8 @@ class RunningVote:
             self._last[k] = s
             self._total += self.weights[s]
             best = None
-            for i, w in enumerate(self._weight):
-                if best is None:
-                    best = i
-                    continue
-                tie = math.isclose(w, self._weight[best], rel_tol=_TIE_REL, abs_tol=0.0)
-                if (not tie and w > self._weight[best]) or (tie and self._last[i] > self._last[best]):
+            for i, w in enumerate(self._weight):  # clusters in the order first seen
+                if best is None or _beats(w, self._last[i], self._weight[best], self._last[best], self.tie):
                     best = i
             self.streak = self.streak + 1 if best == self.winner else 1
             self.winner = best

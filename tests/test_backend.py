@@ -178,17 +178,28 @@ def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
                                                           "tse": 0.0, "steps_saved": 0.0}
 
 
-def test_parallel_decoding_records_the_steps_it_ran(tiny_dir, tmp_path):
-    """parallel_threshold (off by default) through the backend: data-dependent steps, recorded,
-    with the vote weighted over the steps each row ran."""
+def test_parallel_decoding_records_the_horizon_and_the_steps_it_ran(tiny_dir, tmp_path, monkeypatch):
+    """parallel_threshold (off by default) through the backend: data-dependent steps, recorded
+    beside the one horizon T (gen_length) of the vote, TSE and early stop, so steps_saved counts
+    the forward passes the rows did not need."""
+    import lm_eval_temporal.early_stop as early_stop
+    from lm_eval_temporal.tasks import process_results
+    from lm_eval_temporal.temporal import step_weights
+
+    horizons, real = [], early_stop.policy
+    monkeypatch.setattr(early_stop, "policy", lambda cfg, steps, *a: horizons.append(steps) or real(cfg, steps, *a))
     path = tmp_path / "t.jsonl"
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=1e-9, trajectory_path=str(path), **GEN)
     out = lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True)
+    assert set(horizons) == {16}  # the T the early-stop policy's thresholds and running vote are built on
     for text in out:
         record = trace.split(text)[1]
-        assert record.steps == record.steps_run == 2  # gen_length 16 in blocks of 8: one step per block
+        # gen_length 16 in blocks of 8: one step per block, on a horizon of 16 (one token per step at most)
+        assert (record.steps, record.steps_run) == (16, 2)
+        assert process_results(marked_doc(), [text])["steps_saved"] == 1 - 2 / 16
     rows = [TemporalRecord.from_json(json.loads(x)) for x in path.read_text().splitlines()]
-    assert all(len(r.weights) == 2 for r in rows)
+    assert all((r.steps, r.steps_run) == (16, 2) for r in rows)
+    assert all(r.weights == step_weights(16, "exp", 5.0)[:2] for r in rows)  # the vote's T
     with pytest.raises(ValueError, match="parallel_threshold needs remasking=low_confidence"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.9, remasking="random")
     with pytest.raises(ValueError, match=r"parallel_threshold='2': expected a number"):

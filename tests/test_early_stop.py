@@ -162,6 +162,33 @@ def test_confidence_stops_on_the_staged_gap(tiny_dir, tmp_path):
     assert {k: r.steps_run for k, r in records(lm1).items()} == {"A": 1, "B": 1, "C": STEPS}
 
 
+def test_stable_policy_breaks_ties_by_the_protocol():
+    """The running vote that decides a stop has the vote's tie rule (paper: the answer seen first)."""
+    from lm_eval_temporal import early_stop
+    from lm_eval_temporal.config import TemporalConfig
+
+    class Boxed:  # a StepDecoder stand-in: the row [t] reads "\\boxed{t}"
+        def cut(self, rows):
+            return None, rows.long()
+
+        def texts(self, rows):
+            return [f"\\boxed{{{int(r[0])}}}" for r in rows]
+
+    script = [1, 2, 2, 2]
+    ran = {}
+    for protocol in ("default", "paper"):
+        # alpha 0: equal weights, so "1" and "2" tie after step 1.
+        cfg = TemporalConfig(early_stop="stable", stop_window=2, stop_share=0.5, alpha=0.0, protocol=protocol)
+        pol = early_stop.policy(cfg, len(script), Boxed(), ["gsm8k"], [[]])
+        for step, t in enumerate(script):
+            if pol.callback(step, torch.tensor([[t]]), torch.ones(1, 1, dtype=torch.bool))[0]:
+                break
+        ran[protocol] = step + 1
+    # latest: "2" takes the tie at step 1 and has held 2 steps at step 2;
+    # first: "1" keeps the tie at step 1, held 2 steps with half the weight.
+    assert ran == {"default": 3, "paper": 2}
+
+
 def test_overlap_worker_changes_nothing(tiny_dir, tmp_path):
     reqs = [req("ABC"[i % 3], i) for i in range(9)] + [req("A", 9, marked=False)]
     on, _ = make_lm(tiny_dir, tmp_path, overlap=True)

@@ -47,6 +47,16 @@ def test_early_stopped_record_keeps_schedule_length():
     assert r.steps_run == 6 and TemporalRecord.from_json(r.to_trace()).steps == 32
 
 
+def test_horizon_and_steps_run_both_round_trip_and_must_agree():
+    r = _record(steps=16, answers=["7", "5"], vote_step=1)  # parallel decoding: 2 steps run on a horizon of 16
+    for line in (r.to_trace(), r.to_json()):
+        assert (line["steps"], line["steps_run"]) == (16, 2)
+        back = TemporalRecord.from_json(json.loads(json.dumps(line)))
+        assert (back.steps, back.steps_run) == (16, 2)
+    with pytest.raises(RecordError, match=r"'steps_run'=3 but 'answers' holds 2 steps"):
+        TemporalRecord.from_json({**r.to_trace(), "steps_run": 3})
+
+
 def test_version_1_lines_still_read():
     v1 = {"v": 1, "answer_task": "gsm8k", "steps": 3, "answers": ["1", None, "2"], "final": "2", "vote": "2",
           "vote_step": 2, "method": "exp", "tse": 0.0, "steps_run": 3, "task": "arith_chain", "doc_id": 0}
@@ -124,6 +134,35 @@ def test_make_record_votes_over_the_schedule_and_measures_tse():
     gated = make_record(["7", "5", "5"], ["7", "5", "5"], TemporalConfig(vote="gated", gate_window=2), task="gsm8k",
                         steps=3)
     assert gated.gate_kept_final is True and gated.vote == "5"
+    with pytest.raises(ValueError, match="make_record: 4 steps run on a horizon of steps=3"):
+        make_record(["7"] * 4, ["7"] * 4, TemporalConfig(), task="gsm8k", steps=3)
+
+
+def test_make_record_tse_holds_the_final_answer_after_a_row_ended():
+    """One horizon T for vote and TSE: a row that ended at step n < T shows its final output at
+    every later step (nothing is left masked), so TSE reads the final answer there."""
+    from lm_eval_temporal.pipeline import make_record
+
+    steps, texts = ["5", "5", "7", "5"], ["#### 5", "#### 5", "#### 7", "#### 5"]
+    ended = make_record(steps, texts, TemporalConfig(), task="gsm8k", steps=16)
+    assert ended.tse == 0.0 and ended.steps == 16 and ended.steps_run == 4  # window: steps 8-15, all "5"
+    nothing = make_record(["7", None], ["#### 7", ""], TemporalConfig(), task="gsm8k", steps=8)
+    assert nothing.tse == 2.0  # steps 4-7 hold the final "nothing parsed": the maximum, log2(4)
+    # The same steps on a horizon they fill: TSE over their own later half ("7", "5").
+    assert make_record(steps, texts, TemporalConfig(), task="gsm8k", steps=4).tse > 0.1
+
+
+def test_make_record_passes_the_tie_rule_to_the_gated_vote():
+    """The paper's tie rule (the answer seen first) holds for the gated vote's fallback too."""
+    from lm_eval_temporal.pipeline import make_record
+
+    # alpha 0: equal weights; the final step parses nothing, so the gate falls back to the vote.
+    kw = dict(task="gsm8k", steps=3)
+    default = make_record(["7", "5", None], ["7", "5", ""], TemporalConfig(vote="gated", alpha=0.0), **kw)
+    paper = make_record(["7.0", "5.0", None], ["7", "5", ""], TemporalConfig(vote="gated", alpha=0.0, protocol="paper"),
+                        **kw)
+    assert (default.gate_kept_final, default.vote) == (False, "5")  # tie: the later cluster
+    assert (paper.gate_kept_final, paper.vote) == (False, "7.0")  # tie: the cluster seen first
 
 
 def test_torch_free_core():

@@ -204,12 +204,13 @@ def test_running_vote_matches_the_vote_on_every_prefix():
         T = rng.randint(1, 30)
         seq = [rng.choice([None, "1", "2", "2.0", "3"]) for _ in range(T)]
         weighting = rng.choice(["fixed", "linear", "exp"])
-        run = temporal.RunningVote(T, weighting, 5.0, eq)
+        tie = rng.choice(["latest", "first"])
+        run = temporal.RunningVote(T, weighting, 5.0, eq, tie)
         streak, prev = 0, None
         for s in range(T):
             winner, share = run.add(seq[s])
             padded = seq[: s + 1] + [None] * (T - s - 1)
-            ref = vote(padded, weighting=weighting, equivalent=eq)
+            ref = vote(padded, weighting=weighting, equivalent=eq, tie=tie)
             if ref.clusters:
                 assert eq(winner, ref.answer) and share == pytest.approx(ref.weight_share)
                 streak = streak + 1 if prev is not None and eq(prev, ref.answer) else 1
@@ -219,6 +220,23 @@ def test_running_vote_matches_the_vote_on_every_prefix():
             assert run.streak == streak
     with pytest.raises(ValueError):
         run.add("1")  # past T
+
+
+def test_gated_vote_and_running_vote_take_the_tie_rule():
+    seq = ["A", "B"]  # fixed weights: an exact tie
+    for tie, want in (("latest", "B"), ("first", "A")):
+        assert vote(seq, weighting="fixed", tie=tie).answer == want
+        g = temporal.gated_vote(seq + [None], window=1, weighting="fixed", tie=tie)  # final parsed nothing: votes
+        assert (g.kept_final, g.answer, g.step) == (False, want, seq.index(want))
+        kept = temporal.gated_vote(seq, window=2, share=0.5, weighting="fixed", tie=tie)  # the gate keeps "B"
+        assert kept.kept_final and [c.answer for c in kept.clusters] == ["B", "A"]
+        run = temporal.RunningVote(2, "fixed", tie=tie)
+        run.add("A")
+        assert run.add("B") == (want, 0.5) and run.streak == (1 if want == "B" else 2)
+    with pytest.raises(ValueError, match="tie='last': expected one of latest, first"):
+        temporal.gated_vote(seq, tie="last")
+    with pytest.raises(ValueError, match="tie='last': expected one of latest, first"):
+        temporal.RunningVote(2, tie="last")
 
 
 def test_running_vote_streak_by_hand():
