@@ -4,9 +4,10 @@ so drift in machine load hits both alike). Outputs are checked identical.
 
     python benchmarks/capture_overhead.py [--pretrained DIR] [--batch 8] [--repeats 15] [--threads 1]
 
-Also prints the size of the captured tensor for LLaDA-8B settings (batch 8, 256 steps,
-512 generated tokens, int32). The last line is ``capture_overhead_ratio=R`` (median time with
-capture / median time without).
+Also prints the memory of what capture returns (the trajectory and the commit steps),
+measured on this run's tensors, and computed from their element sizes for LLaDA-8B settings
+(batch 8, 256 steps, 512 generated tokens; not measured there). The last line is
+``capture_overhead_ratio=R`` (median time with capture / median time without).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import torch
 PROMPTS = ["Q:1+2=?", "Q:12+30-7=?", "Q:9*9", "Tom has 3 apples and buys 4 more.", "Q:2", "Q:100-1", "x", "Q:7+8*2"]
 
 
-def captured_mb(batch: int, steps: int, gen_length: int) -> float:
-    return batch * steps * gen_length * torch.tensor([], dtype=torch.int32).element_size() / 1e6
+def capture_bytes(out, batch: int, steps: int, gen_length: int) -> int:
+    """Bytes of what ``generate(capture=True)`` returned in ``out`` (trajectory [B, steps, G] and
+    commit steps [B, G]) for a batch of that shape, from the element sizes of ``out``'s tensors."""
+    return (batch * steps * gen_length * out.trajectory.element_size()
+            + batch * gen_length * out.commit_step.element_size())
 
 
 def main() -> None:
@@ -54,20 +58,21 @@ def main() -> None:
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     ids, attn = enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device)
 
-    def run(capture: bool) -> tuple[float, torch.Tensor]:
+    def run(capture: bool):
         if lm.device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
         out = generate(lm.model, ids, attn, mask_id=lm.mask_id, capture=capture, **gen)
         seq = out.sequences.cpu()  # waits for the device in both variants
-        return time.perf_counter() - t, seq
+        return time.perf_counter() - t, seq, out
 
-    run(False), run(True)  # warm-up
+    run(False)  # warm-up
+    out = run(True)[2]
     plain, captured = [], []
     for r in range(a.repeats):
         order = (False, True) if r % 2 == 0 else (True, False)
         for capture in order:
-            dt, seq = run(capture)
+            dt, seq, _ = run(capture)
             (captured if capture else plain).append(dt)
             if capture:
                 seq_capture = seq
@@ -81,8 +86,13 @@ def main() -> None:
     print(f"batch={a.batch} prompt_len={ids.shape[1]} {gen} repeats={a.repeats}")
     print(f"plain    median {t_plain * 1e3:9.2f} ms  (min {min(plain) * 1e3:.2f})")
     print(f"capture  median {t_cap * 1e3:9.2f} ms  (min {min(captured) * 1e3:.2f})  outputs identical: True")
-    print(f"captured tensor here: {captured_mb(a.batch, gen['steps'], gen['gen_length']):.4f} MB")
-    print(f"captured tensor at LLaDA-8B settings (batch 8, 256 steps, 512 tokens, int32): {captured_mb(8, 256, 512):.2f} MB")
+    here = out.trajectory.nbytes + out.commit_step.nbytes
+    if here != capture_bytes(out, a.batch, gen["steps"], gen["gen_length"]):
+        raise SystemExit(f"capture returned {here} bytes, not what capture_bytes computes for its shape")
+    print(f"capture memory here (measured: trajectory {tuple(out.trajectory.shape)} {out.trajectory.dtype}, "
+          f"commit steps {tuple(out.commit_step.shape)} {out.commit_step.dtype}): {here} bytes")
+    print("capture memory at LLaDA-8B settings (batch 8, 256 steps, 512 tokens; computed from the element sizes "
+          f"measured here, not measured): {capture_bytes(out, 8, 256, 512) / 1e6:.2f} MB")
     print(f"capture_overhead_ratio={ratio:.4f}")
 
 

@@ -408,12 +408,22 @@ def test_missing_mask_id_and_pad_equal_mask_raise():
         generate(no_eos, torch.tensor([[4, 5]]), suppress_eos=True, **GOOD)
 
 
-def test_capture_benchmark_quick_run():
+def test_capture_benchmark_quick_run(model64):
+    """The benchmark's capture memory is what the sampler returns: measured at its quick shape
+    (batch 2, 4 steps, 8 tokens), and, for LLaDA-8B settings, computed (and called computed)
+    from the shapes and element sizes of what capture returns."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "capture_overhead.py"
     res = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.strip().splitlines()
-    assert "LLaDA-8B settings (batch 8, 256 steps, 512 tokens, int32): 4.19 MB" in res.stdout
+    out = generate(model64, torch.tensor([[5, 17], [70, 12]]), gen_length=8, steps=4, block_length=4, capture=True)
+    B, S, G = 8, 256, 512
+    assert out.trajectory.shape == (2, 4, 8) and out.commit_step.shape == (2, 8)  # [B, steps, G] and [B, G]
+    measured = out.trajectory.nbytes + out.commit_step.nbytes
+    assert re.search(rf"capture memory here \(measured: .*\): {measured} bytes$", res.stdout, re.M), res.stdout
+    computed = (B * S * G * out.trajectory.element_size() + B * G * out.commit_step.element_size()) / 1e6
+    assert re.search(rf"LLaDA-8B settings \(batch {B}, {S} steps, {G} tokens; computed .*, not measured\): "
+                     rf"{computed:.2f} MB$", res.stdout, re.M), res.stdout
     assert re.fullmatch(r"capture_overhead_ratio=\d+\.\d+", lines[-1])
 
 
