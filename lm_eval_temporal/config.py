@@ -1,7 +1,8 @@
 """The settings objects of the temporal pipeline, torch-free.
 
 - :class:`SamplerConfig`: one ``sampler.generate`` call (schedule, temperature, CFG, remasking),
-  and :func:`schedule_error`, the one check of a block schedule;
+  :func:`schedule_error`, the one check of a block schedule, and :func:`combination_error`,
+  the one check of settings that exclude or need each other;
 - :class:`TemporalConfig`: what is done with the captured steps (vote, clusters, TSE, early stop).
 
 Torch-free, so option parsing (the backend's ``--model_args``, the TCR config) can validate
@@ -16,7 +17,7 @@ from lm_eval_temporal.coerce import option
 
 __all__ = [
     "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES", "PROTOCOLS",
-    "SamplerConfig", "TemporalConfig", "schedule_error",
+    "SamplerConfig", "TemporalConfig", "schedule_error", "combination_error",
 ]
 
 REMASKING = ("low_confidence", "random")
@@ -39,6 +40,19 @@ def schedule_error(gen_length: int | None, steps: int | None, block_length: int 
     if g and b and s and s % (g // b):
         return (f"steps={s}: expected a multiple of the number of blocks "
                 f"gen_length/block_length = {g}/{b} = {g // b}")
+    return None
+
+
+def combination_error(remasking: str, cfg_scale: float, parallel_threshold: float | None,
+                      prefix_cache: bool) -> str | None:
+    """What is wrong with a combination of sampler settings (each valid alone), or None."""
+    if parallel_threshold is not None and remasking != "low_confidence":
+        return (f"parallel_threshold: needs remasking=low_confidence (a confidence to threshold), "
+                f"not remasking={remasking!r}")
+    if prefix_cache and cfg_scale > 0:
+        return "prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)"
+    if prefix_cache and parallel_threshold is not None:
+        return "prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)"
     return None
 
 
@@ -90,15 +104,11 @@ class SamplerConfig:
             raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
         if self.remasking not in REMASKING:
             raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
-        if self.parallel_threshold is not None:
-            if not 0.0 < float(self.parallel_threshold) <= 1.0:
-                raise ValueError(f"parallel_threshold={self.parallel_threshold!r}: expected a number in (0, 1]")
-            if self.remasking != "low_confidence":
-                raise ValueError("parallel_threshold: needs remasking=low_confidence (a confidence to threshold)")
-        if self.prefix_cache and self.cfg_scale > 0:
-            raise ValueError("prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)")
-        if self.prefix_cache and self.parallel_threshold is not None:
-            raise ValueError("prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)")
+        if self.parallel_threshold is not None and not 0.0 < float(self.parallel_threshold) <= 1.0:
+            raise ValueError(f"parallel_threshold={self.parallel_threshold!r}: expected a number in (0, 1]")
+        err = combination_error(self.remasking, self.cfg_scale, self.parallel_threshold, self.prefix_cache)
+        if err:
+            raise ValueError(err)
         return self
 
     @property

@@ -189,7 +189,7 @@ def test_parallel_decoding_records_the_steps_it_ran(tiny_dir, tmp_path):
         assert record.steps == record.steps_run == 2  # gen_length 16 in blocks of 8: one step per block
     rows = [TemporalRecord.from_json(json.loads(x)) for x in path.read_text().splitlines()]
     assert all(len(r.weights) == 2 for r in rows)
-    with pytest.raises(ValueError, match="parallel_threshold needs remasking=low_confidence"):
+    with pytest.raises(ValueError, match="parallel_threshold: needs remasking=low_confidence"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.9, remasking="random")
     with pytest.raises(ValueError, match=r"parallel_threshold='2': expected a number"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold="2")
@@ -209,5 +209,5 @@ def test_prefix_cache_option_through_the_backend(tiny_dir):
     # one step per block: every step runs the whole canvas, so the cache changes nothing
     assert cached.generate_until(reqs, disable_tqdm=True) == exact.generate_until(reqs, disable_tqdm=True)
     assert cached.get_model_info()["llada_temporal"]["settings"]["prefix_cache"] is True
-    with pytest.raises(ValueError, match="prefix_cache is not available with cfg_scale"):
+    with pytest.raises(ValueError, match="prefix_cache: not available with cfg_scale"):
         LLaDATemporalLM(pretrained=str(tiny_dir), prefix_cache=True, cfg_scale=1)
