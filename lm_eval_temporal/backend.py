@@ -213,7 +213,7 @@ class LLaDATemporalLM(LM):
         # releases the GIL inside its ops). At most one batch is in flight and batches finish
         # in order, so results, cache entries and the trajectory file keep their order.
         pending: tuple[list[tuple], Future] | None = None
-        with (self._trajectory or contextlib.nullcontext()) as out, \
+        with bar, (self._trajectory or contextlib.nullcontext()) as out, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
             for chunk in collator.get_batched(n=self.batch_size):
                 sampled = self._sample(chunk, capture=self._captures(chunk, out))
@@ -226,7 +226,6 @@ class LLaDATemporalLM(LM):
                     done(chunk, self._respond(chunk, sampled, out))
             if pending is not None:
                 done(pending[0], pending[1].result())
-        bar.close()
         return collator.get_original(results)
 
     def _captures(self, chunk: list[tuple], out) -> bool:

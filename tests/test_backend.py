@@ -211,3 +211,32 @@ def test_prefix_cache_option_through_the_backend(tiny_dir):
     assert cached.get_model_info()["llada_temporal"]["settings"]["prefix_cache"] is True
     with pytest.raises(ValueError, match="prefix_cache: not available with cfg_scale"):
         LLaDATemporalLM(pretrained=str(tiny_dir), prefix_cache=True, cfg_scale=1)
+
+
+def test_progress_bar_is_closed_when_a_batch_raises(tiny_dir, monkeypatch):
+    import tqdm
+
+    import lm_eval_temporal.backend as backend
+
+    bars = []  # held here, so no bar is closed by garbage collection
+
+    class RecordingBar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.closed = False
+            bars.append(self)
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(backend, "tqdm", RecordingBar)
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), **GEN)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(lm.pipeline, "sample", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        lm.generate_until([req(p) for p in PROMPTS[:2]])
+    assert [bar.closed for bar in bars] == [True]
