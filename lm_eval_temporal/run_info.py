@@ -38,14 +38,26 @@ def fingerprint(opts: BackendOptions) -> str:
 
 
 def summary(opts: BackendOptions, temporal: TemporalConfig, default_gen: dict[str, int]) -> str:
-    """The one line a run prints at start."""
-    gen = "/".join(str(getattr(opts, k) or default_gen.get(k) or "per-task")
-                   for k in ("gen_length", "steps", "block_length"))
-    stop = "off" if temporal.early_stop == "none" else f"{temporal.early_stop} (window {temporal.stop_window}, " \
-                                                       f"share {temporal.stop_share})"
-    return (f"model={opts.pretrained} gen_length/steps/block_length={gen} temperature={opts.temperature or 0:g} "
-            f"vote={temporal.vote} alpha={temporal.alpha:g} cluster={temporal.cluster} early_stop={stop} "
-            f"seed={opts.seed} batch_size={opts.batch_size} version={lm_eval_temporal.__version__}")
+    """The one line a run prints at start: every output-changing setting (``output_settings``)
+    as it acts, i.e. the clustering the protocol uses and the embedded model's schedule, or
+    ``per-task`` where each task's ``max_gen_toks`` / sampling decides; then the batch size and
+    the package version. Values are written as model arguments are (true, none, 8:5:3)."""
+    acting = output_settings(opts)
+    for name in ("gen_length", "steps", "block_length", "temperature"):
+        if acting[name] is None:
+            acting[name] = default_gen.get(name, "per-task")
+    acting.update(cluster=temporal.clusters, batch_size=opts.batch_size, version=lm_eval_temporal.__version__)
+    return " ".join(f"{name}={_as_arg(value)}" for name, value in acting.items())
+
+
+def _as_arg(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ":".join(map(_as_arg, value))
+    return str(value)
 
 
 def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, list[str]],

@@ -88,7 +88,7 @@ def test_embedded_model_arith_chain_and_lm_eval_run_subcommand(tmp_path):
     assert info["version"] and info["settings"]["vote"] == "exp" and info["temporal"]["alpha"] == 5.0
     assert [(s["gen_length"], s["steps"], s["block_length"], s["rounded"]) for s in info["schedules"]] == [(32, 32, 8, [])]
     assert info["checkpoint"]["pretrained"] == "embedded" and len(info["checkpoint"]["weights_sha256"]) == 64
-    assert "llada_temporal: model=embedded gen_length/steps/block_length=32/32/8" in r.stderr
+    assert "llada_temporal: pretrained=embedded " in r.stderr and " gen_length=32 steps=32 block_length=8 " in r.stderr
     assert "CUDA is not available" not in r.stderr  # lm-eval's default device is not the user's choice
 
 

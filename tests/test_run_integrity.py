@@ -123,3 +123,22 @@ def test_newcomer_warnings_once(tiny_dir, caplog):
     truncation = [r.message for r in caplog.records if "truncated" in r.message]
     assert truncation == ["llada_temporal: 3 of 3 prompts were longer than max_sequence_length=512 minus "
                           "gen_length and were truncated from the left"]
+
+
+def test_start_summary_shows_every_output_setting_as_it_acts():
+    import re
+    from dataclasses import fields
+
+    from lm_eval_temporal import run_info
+    from lm_eval_temporal.options import BackendOptions, parse_options
+
+    opts = parse_options({"protocol": "paper", "cluster": "equivalence", "gen_length": "64", "prefix_cache": "true"})
+    shown = dict(re.findall(r"(\w+)=(\S+)", run_info.summary(opts, opts.temporal, {})))
+    # from the options class itself, so that a new option is covered without touching this test
+    output_changing = {f.name for f in fields(BackendOptions)} - run_info.RESULT_NEUTRAL
+    assert output_changing - set(shown) == set()
+    assert shown["cluster"] == "exact"  # what the paper protocol clusters by, whatever cluster says
+    assert (shown["protocol"], shown["prefix_cache"], shown["gen_length"], shown["steps"]) == ("paper", "true", "64",
+                                                                                              "per-task")
+    embedded = run_info.summary(opts, opts.temporal, {"steps": 32, "block_length": 8})
+    assert "steps=32 block_length=8" in embedded
