@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lm_eval_temporal.coerce import option
+from lm_eval_temporal.coerce import check_fields, option
 
 __all__ = [
     "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES", "PROTOCOLS",
@@ -61,8 +61,8 @@ class SamplerConfig:
     """The schedule and sampling settings of one ``sampler.generate`` call
     (``generate(model, ids, mask, config=config, ...)``)."""
 
-    # The rules (metadata) are what option parsing checks raw values against; validate()
-    # checks a constructed config.
+    # The rules (metadata) are checked by option parsing on raw values and by validate() on a
+    # constructed config.
     gen_length: int = option(lo=1)
     steps: int = option(lo=1)
     block_length: int = option(lo=1)
@@ -91,22 +91,9 @@ class SamplerConfig:
 
     def validate(self) -> SamplerConfig:
         """Raise ValueError naming the offending argument and what it accepts; return self."""
-        for name in ("gen_length", "steps", "block_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected a positive integer")
-        err = schedule_error(self.gen_length, self.steps, self.block_length)
-        if err:
-            raise ValueError(err)
-        if not float(self.temperature) >= 0.0:
-            raise ValueError(f"temperature={self.temperature!r}: expected a number >= 0 (0 = greedy)")
-        if not float(self.cfg_scale) >= 0.0:
-            raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
-        if self.remasking not in REMASKING:
-            raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
-        if self.parallel_threshold is not None and not 0.0 < float(self.parallel_threshold) <= 1.0:
-            raise ValueError(f"parallel_threshold={self.parallel_threshold!r}: expected a number in (0, 1]")
-        err = combination_error(self.remasking, self.cfg_scale, self.parallel_threshold, self.prefix_cache)
+        check_fields(self)  # the fields' rules, which option parsing checks raw values against
+        err = (schedule_error(self.gen_length, self.steps, self.block_length)
+               or combination_error(self.remasking, self.cfg_scale, self.parallel_threshold, self.prefix_cache))
         if err:
             raise ValueError(err)
         return self

@@ -140,6 +140,28 @@ def test_option_parsing_imports_neither_torch_nor_lm_eval():
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("value", [dict(parallel_threshold=1.5), dict(cfg_scale=-0.5), dict(remasking="topk")])
+def test_a_field_rule_says_the_same_words_from_model_args_and_the_sampler(value):
+    from lm_eval_temporal.config import SamplerConfig
+
+    with pytest.raises(ValueError) as parsed:
+        parse_options(value)
+    with pytest.raises(ValueError) as built:
+        SamplerConfig(gen_length=8, steps=4, block_length=4, **value).validate()
+    assert str(parsed.value) == f"model argument {built.value}"
+
+
+@pytest.mark.parametrize("value, message", [(dict(steps=4.0), "steps=4.0: expected an integer"),
+                                            (dict(suppress_eos="no"), "suppress_eos='no': expected true or false"),
+                                            (dict(temperature="0.5"), "temperature='0.5': expected a number")])
+def test_a_config_built_in_code_is_not_converted(value, message):
+    from lm_eval_temporal.config import SamplerConfig
+
+    with pytest.raises(ValueError) as e:
+        SamplerConfig(**{**dict(gen_length=8, steps=4, block_length=4), **value}).validate()
+    assert str(e.value) == message
+
+
 @pytest.mark.parametrize("combination", [dict(parallel_threshold=0.9, remasking="random"),
                                          dict(prefix_cache=True, cfg_scale=1.0),
                                          dict(prefix_cache=True, parallel_threshold=0.9)])

@@ -340,7 +340,7 @@ GOOD = dict(gen_length=8, steps=4, block_length=4)
     [
         (dict(gen_length=10, block_length=4, steps=5), "gen_length must be a multiple of block_length"),
         (dict(gen_length=12, block_length=4, steps=4), r"steps=4: expected a multiple of the number of blocks"),
-        (dict(steps=0), "steps=0: expected a positive integer"),
+        (dict(steps=0), "steps=0: expected an integer >= 1"),
         (dict(steps=16, block_length=8), r"steps=16: expected 1 <= steps <= gen_length=8"),
         (dict(gen_length=0), "gen_length=0"),
         (dict(remasking="topk"), "remasking='topk': expected one of low_confidence, random"),
