@@ -151,12 +151,15 @@ def _simple_number(key: str) -> Fraction | None:
     return to_fraction(fnum or snum, sign, fden or sden)
 
 
-def math_equivalent(a: str, b: str) -> bool:
-    """Whether two extracted MATH500 answers are the same (cheap checks, then math-verify)."""
+def math_equivalent(a: str, b: str) -> bool | None:
+    """Whether two extracted MATH500 answers are the same (cheap checks, then math-verify); None
+    when math-verify gave no verdict in time."""
     ka, kb = _math_key(a), _math_key(b)
     if ka == kb:
         return True
     na, nb = _simple_number(ka), _simple_number(kb)
     if na is not None and nb is not None:
         return numbers_equal(na, nb)
-    return verifiable(a) and verifiable(b) and math_verify_equal(a, b)
+    if not (verifiable(a) and verifiable(b)):
+        return False
+    return math_verify_equal(a, b)
