@@ -24,7 +24,7 @@ from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
 import lm_eval_temporal
-from lm_eval_temporal import likelihood, run_info, trace
+from lm_eval_temporal import answers, likelihood, run_info, trace
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model
 from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options, resolve_sampler
@@ -90,6 +90,7 @@ class LLaDATemporalLM(LM):
         self.trajectory_file_path: Path | None = path
         self._trajectory = TrajectoryWriter(path, o.trajectory_mode) if path else None
         self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
+        self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 
     # ------------------------------------------------------------------ lm-eval plumbing
@@ -139,8 +140,20 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ what the run records
     def get_model_info(self) -> dict[str, Any]:
-        """What lm-eval writes into the results JSON (``run_info.model_info``)."""
-        return run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name)
+        """What lm-eval writes into the results JSON (``run_info.model_info``), with the run's
+        math-verify counts under ``scorer``. lm-eval asks for it once, after the task metrics
+        have scored every document, so the counts (and the one warning when a check ran out of
+        time) cover both the votes' answer clusters and the scoring."""
+        info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name)
+        scorer = info["llada_temporal"]["scorer"] = answers.scorer_stats(since=self._scorer_start)
+        if scorer["unknown"] and not self._scorer_warned:
+            self._scorer_warned = True
+            log.warning("llada_temporal: %d of %d math-verify checks had no verdict (%d timed out, %d of them waiting "
+                        "for a free helper); each counted as not equivalent, so scores and vote clusters depend on "
+                        "the machine's load: raise LM_EVAL_TEMPORAL_MATH_TIMEOUT (now %gs) or "
+                        "LM_EVAL_TEMPORAL_MATH_WORKERS", scorer["unknown"], scorer["calls"], scorer["timeouts"],
+                        scorer["wait_timeouts"], answers.MATH_TIMEOUT_S)
+        return info
 
     def set_cache_hook(self, cache_hook) -> None:
         """lm-eval keys its ``--use_cache`` database by request only: one written under other
