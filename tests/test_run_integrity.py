@@ -14,6 +14,7 @@ from lm_eval.api.model import CachingLM
 from lm_eval_temporal import trace
 from lm_eval_temporal.backend import LLaDATemporalLM
 from lm_eval_temporal.record import TemporalRecord
+from lm_eval_temporal.trajectory import HEADER
 
 GEN = dict(gen_length=16, steps=8, block_length=8)
 
@@ -32,7 +33,9 @@ def reqs(n: int = 12) -> list[Instance]:
 
 
 def doc_ids(path) -> list[int]:
-    return sorted(TemporalRecord.from_json(json.loads(x)).doc_id for x in path.read_text().splitlines())
+    """The documents of a trajectory file's records (a partial file's settings header is not one)."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    return sorted(TemporalRecord.from_json(r).doc_id for r in rows if HEADER not in r)
 
 
 def test_interrupted_then_resumed_run_has_one_record_per_document(tiny_dir, tmp_path):
