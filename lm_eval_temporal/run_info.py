@@ -62,6 +62,7 @@ def output_settings(opts: BackendOptions) -> dict[str, Any]:
 # Which files of the package shape a response (read by code_digest): the code and the data it
 # reads (task configs, the embedded model's config and tokenizer), but not what only plots,
 # trains, starts up or records a run, nor weights (their content is the checkpoint identity's).
+_PACKAGE = Path(lm_eval_temporal.__file__).parent
 _CODE_SUFFIXES = (".py", ".yaml", ".json", ".jinja")
 _CODE_NEUTRAL = ("plot/", "tcr/", "cli.py", "_startup.py", "run_info.py", "trajectory.py", "tiny/train.py",
                  "tiny/checkpoint/train_")
@@ -96,11 +97,11 @@ def acting_settings(opts: BackendOptions, request: str = "generate_until") -> di
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """sha256 over the package files that shape outputs (names and contents), so that a changed
-    parser or sampler refuses old answers even when ``__version__`` was not bumped."""
-    root = Path(lm_eval_temporal.__file__).parent
+@functools.lru_cache(maxsize=2)
+def code_digest(root: Path = _PACKAGE) -> str:
+    """sha256 over the files of the package (at ``root``) that shape outputs, names and contents,
+    so that a changed parser or sampler refuses old answers even when ``__version__`` was not
+    bumped."""
     files = []
     for folder, dirs, names in os.walk(root, followlinks=True):  # task_configs may be a link
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
