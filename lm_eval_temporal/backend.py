@@ -90,7 +90,8 @@ class LLaDATemporalLM(LM):
         self.trajectory_file_path: Path | None = path
         # Hashed once: the results JSON, the cache check and the trajectory file all name it.
         self.checkpoint = run_info.checkpoint_identity(self.loaded.name, o.revision, o.peft)
-        self._trajectory = TrajectoryWriter(path, o.trajectory_mode, run_info.stamp(o, self.checkpoint)) if path else None
+        self._trajectory = (TrajectoryWriter(path, o.trajectory_mode, run_info.stamp(o, self.checkpoint))
+                            if path else None)
         self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 

@@ -243,6 +243,9 @@ def test_cache_with_answers_but_no_settings_is_refused(tiny_dir, tmp_path):
     CachingLM(DummyLM(), db).generate_until(reqs(2))  # another backend's answers at the same path
     with pytest.raises(ValueError, match=r"--use_cache: this cache holds 2 answers but no llada_temporal settings"):
         CachingLM(LLaDATemporalLM(pretrained=str(tiny_dir), **GEN), db)
+    old = {run_info.CACHE_KEY: {"fingerprint": "0" * 16, "settings": {}}}  # one stamp for all, no code or weights
+    with pytest.raises(ValueError, match="written by an earlier llada_temporal"):
+        run_info.check_cache(old, LLaDATemporalLM(pretrained=str(tiny_dir), **GEN).opts, CHECKPOINT)
 
 
 def test_cache_of_a_retrained_checkpoint_at_the_same_path_is_refused(tmp_path):
@@ -289,6 +292,12 @@ def test_settings_that_cannot_act_do_not_refuse_a_cache(tiny_dir, tmp_path, monk
                              stop_window=6, stop_gap=4, vote="exp", gate_window=5, gate_share=0.5, mc_num=16, **GEN)
     second.pipeline.sample = None  # replayed from the cache: nothing may be decoded
     assert CachingLM(second, db).generate_until(reqs(2)) == out
+    # Once the cache holds loglikelihood answers, mc_num (and the seed) act on it.
+    choice = [Instance("loglikelihood", {}, ("Q:1+2=", "3"), 0)]
+    scorer = LLaDATemporalLM(pretrained=str(tiny_dir), temperature=0, seed=2, mc_num=16, **GEN)
+    CachingLM(scorer, db).loglikelihood(choice)
+    with pytest.raises(ValueError, match=r"the loglikelihood answers .* other settings \(mc_num=16; now mc_num=8\)"):
+        CachingLM(LLaDATemporalLM(pretrained=str(tiny_dir), temperature=0, seed=2, mc_num=8, **GEN), db)
 
 
 def test_weights_are_hashed_once_per_backend(tiny_dir, tmp_path, monkeypatch):
