@@ -39,7 +39,7 @@ from typing import Any
 
 import lm_eval_temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
-from lm_eval_temporal.options import BackendOptions
+from lm_eval_temporal.options import EMBEDDED, BackendOptions
 
 __all__ = ["RESULT_NEUTRAL", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
            "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest"]
@@ -83,7 +83,7 @@ def _acts(opts: BackendOptions, request: str) -> dict[str, bool]:
 
 def _one_spelling(path: str | None) -> str | None:
     """A local folder as its resolved absolute path; a hub id (or the embedded model) as given."""
-    if path is None or not Path(path).expanduser().exists():
+    if path in (None, EMBEDDED) or not Path(path).expanduser().exists():
         return path
     return str(Path(path).expanduser().resolve())
 
