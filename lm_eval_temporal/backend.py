@@ -88,7 +88,10 @@ class LLaDATemporalLM(LM):
         if path is not None and self.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
         self.trajectory_file_path: Path | None = path
-        self._trajectory = TrajectoryWriter(path, o.trajectory_mode) if path else None
+        # Hashed once: the results JSON, the cache check and the trajectory file all name it.
+        self.checkpoint = run_info.checkpoint_identity(self.loaded.name, o.revision, o.peft)
+        self._trajectory = (TrajectoryWriter(path, o.trajectory_mode, run_info.stamp(o, self.checkpoint))
+                            if path else None)
         self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
         self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
@@ -144,7 +147,7 @@ class LLaDATemporalLM(LM):
         math-verify counts under ``scorer``. lm-eval asks for it once, after the task metrics
         have scored every document, so the counts (and the one warning when a check ran out of
         time) cover both the votes' answer clusters and the scoring."""
-        info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name)
+        info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.checkpoint)
         scorer = info["llada_temporal"]["scorer"] = answers.scorer_stats(since=self._scorer_start)
         if scorer["unknown"] and not self._scorer_warned:
             self._scorer_warned = True
@@ -157,10 +160,15 @@ class LLaDATemporalLM(LM):
 
     def set_cache_hook(self, cache_hook) -> None:
         """lm-eval keys its ``--use_cache`` database by request only: one written under other
-        output-changing settings is refused rather than replayed silently."""
+        output-changing settings (or weights, or code) is refused rather than replayed silently."""
         super().set_cache_hook(cache_hook)
         if getattr(cache_hook, "dbdict", None) is not None:
-            run_info.check_cache(cache_hook.dbdict, self.opts)
+            run_info.check_cache(cache_hook.dbdict, self.opts, self.checkpoint)
+
+    def _record_cache(self, request: str) -> None:
+        """Stamp the cache with this run's settings for ``request`` before its first answer is stored."""
+        if getattr(self.cache_hook, "dbdict", None) is not None:
+            run_info.record_cache(self.cache_hook.dbdict, self.opts, self.checkpoint, request)
 
     # ------------------------------------------------------------------ requests -> settings
     def resolve_generation(self, gen_kwargs: dict[str, Any]) -> SamplerConfig:
@@ -198,6 +206,7 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        self._record_cache("generate_until")
         items, truncated = [], 0
         for req in requests:
             context, gen_kwargs = req.args
@@ -272,6 +281,7 @@ class LLaDATemporalLM(LM):
     # ------------------------------------------------------------------ log-likelihood
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """LLaDA's Monte-Carlo estimate (see :mod:`lm_eval_temporal.likelihood`)."""
+        self._record_cache("loglikelihood")
         o, out = self.opts, []
         for req in tqdm(requests, desc="llada_temporal loglikelihood", disable=disable_tqdm or self.rank != 0):
             context, continuation = req.args
