@@ -12,7 +12,8 @@ Then, right after lm_eval's own modules have executed:
   printed as its message alone instead of a traceback through lm-eval;
 - ``lm_eval.tasks.manager``: every ``TaskManager`` also scans this package's task folder, and
   with ``LM_EVAL_TEMPORAL_DATA`` set, built-in tasks whose Hub dataset that folder mirrors
-  (``gsm8k`` and its ``gsm8k_cot*`` variants: ``openai/gsm8k``) read the local copy.
+  (``gsm8k`` and its ``gsm8k_cot*`` variants: ``openai/gsm8k``) read the local copy; without
+  it, a failed download of those names the variable.
 
 Set ``LM_EVAL_TEMPORAL_DISABLE_HOOK=1`` to switch it off (then use ``--include_path`` and
 ``lm_eval_temporal.register()`` in your own code). Any failure here is swallowed: a broken or missing
@@ -106,14 +107,22 @@ def patch_offline_datasets() -> None:
         return
 
     def download(self, dataset_kwargs=None, **kwargs):
-        if self.config.custom_dataset is None:
-            from lm_eval_temporal.tasks import offline_mirror
+        if self.config.custom_dataset is not None:
+            return original(self, dataset_kwargs, **kwargs)
+        from lm_eval_temporal.tasks import hub_failure, offline_mirror
 
-            local = offline_mirror(self.DATASET_PATH, self.DATASET_NAME)
-            if local is not None:
-                self.dataset = local
-                return
-        original(self, dataset_kwargs, **kwargs)
+        local = offline_mirror(self.DATASET_PATH, self.DATASET_NAME)
+        if local is not None:
+            self.dataset = local
+            return None
+        try:
+            return original(self, dataset_kwargs, **kwargs)
+        except Exception as exc:
+            # lm-eval's raw hub error says nothing of the offline folder that would have served it.
+            hint = hub_failure(self.DATASET_PATH, self.DATASET_NAME, exc)
+            if hint is None:
+                raise
+            raise hint from exc
 
     download._lm_eval_temporal = True
     ConfigurableTask.download = download

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 import lm_eval_temporal
 from lm_eval_temporal import likelihood, run_info, trace
+from lm_eval_temporal.advice import Request, RunAdvice
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model
 from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options, resolve_sampler
@@ -89,7 +90,8 @@ class LLaDATemporalLM(LM):
             path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
         self.trajectory_file_path: Path | None = path
         self._trajectory = TrajectoryWriter(path, o.trajectory_mode) if path else None
-        self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
+        self._schedules: dict[SamplerConfig, run_info.ScheduleUse] = {}  # resolved settings -> rounding, tasks
+        self._advice = RunAdvice(o.protocol, embedded=o.pretrained == EMBEDDED)
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 
     # ------------------------------------------------------------------ lm-eval plumbing
@@ -140,7 +142,8 @@ class LLaDATemporalLM(LM):
     # ------------------------------------------------------------------ what the run records
     def get_model_info(self) -> dict[str, Any]:
         """What lm-eval writes into the results JSON (``run_info.model_info``)."""
-        return run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name)
+        return run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name,
+                                   device=str(self.loaded.device))
 
     def set_cache_hook(self, cache_hook) -> None:
         """lm-eval keys its ``--use_cache`` database by request only: one written under other
@@ -150,17 +153,25 @@ class LLaDATemporalLM(LM):
             run_info.check_cache(cache_hook.dbdict, self.opts)
 
     # ------------------------------------------------------------------ requests -> settings
-    def resolve_generation(self, gen_kwargs: dict[str, Any]) -> SamplerConfig:
+    def resolve_generation(self, gen_kwargs: dict[str, Any], task: str | None = None) -> SamplerConfig:
         """The sampler settings of a request (``options.resolve_sampler``); a schedule that had to
-        be rounded is said once, and recorded with the run's settings."""
+        be rounded is said once, and recorded with the run's settings and the tasks (``task``:
+        lm-eval's task name of the request) that use it."""
         cfg, rounded = resolve_sampler(self.opts, gen_kwargs, self.default_gen)
-        if cfg not in self._schedules:
-            self._schedules[cfg] = rounded
+        new = cfg not in self._schedules
+        use = self._schedules.setdefault(cfg, run_info.ScheduleUse(rounded))
+        if task:
+            use.tasks.add(task)
+        if new:
             if rounded:
                 log.warning("llada_temporal: schedule rounded: %s", "; ".join(rounded))
             log.info("llada_temporal: decoding with gen_length=%d steps=%d block_length=%d temperature=%g",
                      cfg.gen_length, cfg.steps, cfg.block_length, cfg.temperature)
         return cfg
+
+    def _facts(self, request: Instance) -> Request:
+        """What the run's checks (:mod:`lm_eval_temporal.advice`) need of a request."""
+        return Request(request.task_name, self._answer_task(request), request.args[0])
 
     def _answer_task(self, request: Instance) -> str:
         if self.opts.answer_task != "auto":
@@ -185,10 +196,11 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        self._advice.before([self._facts(r) for r in requests])  # refuses or warns before any forward pass
         items, truncated = [], 0
         for req in requests:
             context, gen_kwargs = req.args
-            settings = self.resolve_generation(dict(gen_kwargs or {}))
+            settings = self.resolve_generation(dict(gen_kwargs or {}), req.task_name)
             until = (gen_kwargs or {}).get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             ids, cut = self._prompt_ids(context, settings.gen_length)
@@ -205,6 +217,7 @@ class LLaDATemporalLM(LM):
         def done(chunk: list[tuple], responses: list[str]) -> None:
             for (*_, req, _until), response in zip(chunk, responses):
                 self.cache_hook.add_partial("generate_until", req.args, response)
+                self._advice.count(self._facts(req), trace.split(response)[0])
             results.extend(responses)
             bar.update(len(chunk))
 
@@ -227,6 +240,7 @@ class LLaDATemporalLM(LM):
             if pending is not None:
                 done(pending[0], pending[1].result())
         bar.close()
+        self._advice.after()
         return collator.get_original(results)
 
     def _captures(self, chunk: list[tuple], out) -> bool:

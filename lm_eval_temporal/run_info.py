@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from dataclasses import dataclass, field
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import lm_eval_temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
 from lm_eval_temporal.options import BackendOptions
 
-__all__ = ["RESULT_NEUTRAL", "output_settings", "fingerprint", "summary", "model_info", "check_cache",
+__all__ = ["RESULT_NEUTRAL", "ScheduleUse", "output_settings", "fingerprint", "summary", "model_info", "check_cache",
            "checkpoint_identity", "weights_digest"]
 
 CACHE_KEY = "__llada_temporal_settings__"  # the entry this package keeps in an lm-eval --use_cache database
@@ -23,6 +24,14 @@ CACHE_KEY = "__llada_temporal_settings__"  # the entry this package keeps in an 
 RESULT_NEUTRAL = frozenset({"device", "batch_size", "max_batch_size", "overlap", "trajectory_path", "trajectory_text",
                             "trajectory_mode", "mc_batch_size"})
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclass
+class ScheduleUse:
+    """What had to be rounded to get a resolved schedule, and the lm-eval tasks decoded with it."""
+
+    rounded: list[str]
+    tasks: set[str] = field(default_factory=set)
 
 
 def output_settings(opts: BackendOptions) -> dict[str, Any]:
@@ -48,16 +57,22 @@ def summary(opts: BackendOptions, temporal: TemporalConfig, default_gen: dict[st
             f"seed={opts.seed} batch_size={opts.batch_size} version={lm_eval_temporal.__version__}")
 
 
-def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, list[str]],
-               checkpoint: str) -> dict[str, Any]:
+def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, ScheduleUse],
+               checkpoint: str, device: str) -> dict[str, Any]:
     """What lm-eval writes into the results JSON (``get_model_info``): every setting that shapes
-    a number, the schedules the tasks resolved to (and what was rounded), the package version
-    and the checkpoint's identity."""
+    a number, the schedules the tasks resolved to (what was rounded, which tasks), the device the
+    model ran on, the package version and the checkpoint's identity."""
+    where: dict[str, Any] = {"device": device}
+    if opts.device and opts.device != device:
+        # lm-eval's own config.device is the --device it passed (cuda:0 unless told), not where the model ran.
+        where["device_note"] = f"config.device={opts.device} was asked for; the model ran on {device}"
     return {"llada_temporal": {
         "version": lm_eval_temporal.__version__,
         "settings": output_settings(opts),
+        **where,
         "temporal": dataclasses.asdict(temporal),
-        "schedules": [{**dataclasses.asdict(c), "rounded": r} for c, r in schedules.items()],
+        "schedules": [{**dataclasses.asdict(c), "rounded": u.rounded, "tasks": sorted(u.tasks)}
+                      for c, u in schedules.items()],
         "checkpoint": {**checkpoint_identity(checkpoint, opts.revision, opts.peft), "pretrained": opts.pretrained,
                        "loaded_from": checkpoint},
         "settings_fingerprint": fingerprint(opts),

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import offline_data
 import pytest
 
 from lm_eval_temporal import trace
@@ -18,8 +19,7 @@ pytestmark = pytest.mark.slow
 LM_EVAL = os.path.join(os.path.dirname(sys.executable), "lm_eval")
 TASKS = ["gsm8k_temporal", "svamp", "math500", "countdown"]
 METRICS = ["exact_match", "final_pass", "ever_pass", "tse"]
-# Absolute: the lm_eval subprocesses run in a temporary folder.
-DATA = os.path.abspath(os.environ.get("LM_EVAL_TEMPORAL_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = str(offline_data.DATA)  # absolute: the lm_eval subprocesses run in a temporary folder
 
 
 @pytest.fixture(scope="module")
