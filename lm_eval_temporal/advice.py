@@ -124,8 +124,7 @@ class RunAdvice:
             return ("protocol=paper reads only \\boxed{...} and <answer>...</answer>; if the generations hold neither, "
                     "use protocol=default")
         if self.embedded and task != EMBEDDED_TASK:
-            return f"the embedded model is trained for {EMBEDDED_TASK} only; for the paper's model run: " \
-                   f"{real_model_command(task)}"
+            return f"the embedded model is trained for {EMBEDDED_TASK} only (pass {REAL_MODEL_ARGS} for the paper's model)"
         return (f"the generations do not state an answer the {self._parsers[task]!r} parser reads (cut short by "
                 "gen_length, or a prompt that asks for another form); look at a few with --log_samples")
 
@@ -133,8 +132,8 @@ class RunAdvice:
         """Warn, once per task, when most of its responses since the last call parsed to nothing."""
         empty = [t for t in sorted(self._answered) if 2 * self._empty[t] > self._answered[t]]
         for task in self._once("empty", empty):
-            log.warning("llada_temporal: %d of %d answers of %s parsed to nothing, so its scores are near 0 and its "
-                        "TSE the maximum. Likely cause: %s.", self._empty[task], self._answered[task], task,
-                        self._cause(task))
+            log.warning("llada_temporal: %d of %d answers of %s parsed to nothing, so its accuracy is near 0 (and its "
+                        "TSE, where reported, the maximum). Likely cause: %s.", self._empty[task],
+                        self._answered[task], task, self._cause(task))
         self._answered.clear()
         self._empty.clear()

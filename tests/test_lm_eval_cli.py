@@ -29,8 +29,9 @@ def tiny_dir(tmp_path_factory):
     return build_tiny_llada(tmp_path_factory.mktemp("cli_llada"))
 
 
-def lm_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LM_EVAL_TEMPORAL_DATA": DATA, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def lm_eval(*args: str, cwd: Path, data: str | None = DATA) -> subprocess.CompletedProcess:
+    """``lm_eval ARGS`` offline, reading the offline folder ``data`` (None: the variable unset)."""
+    env = {**os.environ, "LM_EVAL_TEMPORAL_DATA": data or "", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run([LM_EVAL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
 
 
@@ -104,6 +105,37 @@ def test_headline_command_runs_offline_with_builtin_gsm8k(tiny_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = results_of(tmp_path / "o")
     assert "exact_match,strict-match" in res["gsm8k"] and "tse,none" in res["svamp"]
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
+def test_used_by_command_on_the_embedded_model_says_why_it_scores_zero(tmp_path):
+    """The README's used-by command without model args: the embedded model meets tasks it was not
+    trained for, and the run says so at start, naming the real command."""
+    r = lm_eval("--model", "llada_temporal", "--tasks", "gsm8k,svamp", "--limit", "2", "--batch_size", "4",
+                "--output_path", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("runs the embedded 1.9M-parameter arithmetic model") == 1
+    assert ("--model_args pretrained=GSAI-ML/LLaDA-8B-Instruct,gen_length=256,steps=128,block_length=32 "
+            "--tasks gsm8k,svamp --apply_chat_template") in r.stderr
+    (path,) = glob.glob(str(tmp_path / "o" / "**" / "results_*.json"), recursive=True)
+    config = json.loads(Path(path).read_text())["config"]
+    info = config["llada_temporal"]
+    assert [s["tasks"] for s in info["schedules"]] == [["gsm8k", "svamp"]]
+    import torch
+
+    if not torch.cuda.is_available():  # lm-eval records its default --device, cuda:0, all the same
+        assert config["device"] == "cuda:0" and info["device"] == "cpu"
+        assert info["device_note"] == "config.device=cuda:0 was asked for; the model ran on cpu"
+
+
+def test_builtin_gsm8k_without_the_offline_folder_fails_fast_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cached copy of openai/gsm8k either
+    r = lm_eval("--model", "llada_temporal", "--tasks", "gsm8k", "--limit", "1", cwd=tmp_path, data=None)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("lm_eval: error: could not load openai/gsm8k (main) from the Hugging Face Hub"), last
+    assert "LM_EVAL_TEMPORAL_DATA" in last and "lm-eval-temporal fetch-data DIR" in last
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
