@@ -95,10 +95,10 @@ def offline_hint(files: str) -> str:
             f"with `lm-eval-temporal fetch-data DIR` and copy it over.")
 
 
-def hub_rows(name: str, split: str = "test") -> list[dict[str, Any]]:
+def hub_rows(name: str, split: str = "test", *, then: str | None = None) -> list[dict[str, Any]]:
     """A benchmark split from its usual source (the Hub; d1's file on GitHub for Countdown),
-    rows as served; :class:`~lm_eval_temporal.errors.DataUnavailable` naming :data:`DATA_ENV`
-    when it cannot be reached."""
+    rows as served; :class:`~lm_eval_temporal.errors.DataUnavailable` when it cannot be reached,
+    ending with ``then`` (default: how to run offline)."""
     import datasets
 
     try:
@@ -108,8 +108,8 @@ def hub_rows(name: str, split: str = "test") -> list[dict[str, Any]]:
             path, config, hub_split = HUB[name, split]
             ds = datasets.load_dataset(path, config, split=hub_split)
     except Exception as exc:
-        raise DataUnavailable(f"could not load the {name} {split} split from the network "
-                              f"({type(exc).__name__}: {exc}). {offline_hint(LOCAL_FILES[name, split])}") from exc
+        raise DataUnavailable(f"could not load the {name} {split} split from the network ({type(exc).__name__}: "
+                              f"{exc}). {then or offline_hint(LOCAL_FILES[name, split])}") from exc
     return list(ds)
 
 
@@ -144,7 +144,8 @@ def fetch_data(out_dir: str | Path, *, overwrite: bool = False) -> list[tuple[Pa
         if path.is_file() and not overwrite:
             done.append((path, False))
             continue
-        _write_jsonl(path, hub_rows(name, split))
+        _write_jsonl(path, hub_rows(name, split, then="fetch-data needs a machine that reaches the Hugging Face "
+                                                        "Hub and raw.githubusercontent.com."))
         done.append((path, True))
     return done
 

@@ -136,6 +136,7 @@ def test_fetch_data_failure_leaves_no_partial_file_and_names_the_cause(tmp_path,
     assert cli.main(["fetch-data", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "could not load the svamp test split" in err and "Couldn't reach 'ChilleD/SVAMP'" in err
+    assert "fetch-data needs a machine that reaches the Hugging Face Hub" in err
     assert (tmp_path / "gsm8k" / "test.jsonl").is_file() and not (tmp_path / "svamp").exists()
 
 
