@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass, field
 import json
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ RESULT_NEUTRAL = frozenset({"device", "batch_size", "max_batch_size", "overlap",
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
-@dataclass
+@dataclasses.dataclass
 class ScheduleUse:
     """What had to be rounded to get a resolved schedule, and the lm-eval tasks decoded with it."""
 
     rounded: list[str]
-    tasks: set[str] = field(default_factory=set)
+    tasks: set[str] = dataclasses.field(default_factory=set)
 
 
 def output_settings(opts: BackendOptions) -> dict[str, Any]:
