@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 import lm_eval_temporal
 from lm_eval_temporal import answers, likelihood, run_info, trace
+from lm_eval_temporal.advice import Request, RunAdvice
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model
 from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options, resolve_sampler
@@ -92,8 +93,9 @@ class LLaDATemporalLM(LM):
         self.checkpoint = run_info.checkpoint_identity(self.loaded.name, o.revision, o.peft)
         self._trajectory = (TrajectoryWriter(path, o.trajectory_mode, run_info.stamp(o, self.checkpoint))
                             if path else None)
-        self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
+        self._schedules: dict[SamplerConfig, run_info.ScheduleUse] = {}  # resolved settings -> rounding, tasks
         self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
+        self._advice = RunAdvice(o.protocol, embedded=o.pretrained == EMBEDDED)
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 
     # ------------------------------------------------------------------ lm-eval plumbing
@@ -147,7 +149,8 @@ class LLaDATemporalLM(LM):
         math-verify counts under ``scorer``. lm-eval asks for it once, after the task metrics
         have scored every document, so the counts (and the one warning when a check ran out of
         time) cover both the votes' answer clusters and the scoring."""
-        info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.checkpoint)
+        info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.checkpoint,
+                                   device=str(self.loaded.device))
         scorer = info["llada_temporal"]["scorer"] = answers.scorer_stats(since=self._scorer_start)
         if scorer["unknown"] and not self._scorer_warned:
             self._scorer_warned = True
@@ -171,17 +174,25 @@ class LLaDATemporalLM(LM):
             run_info.record_cache(self.cache_hook.dbdict, self.opts, self.checkpoint, request)
 
     # ------------------------------------------------------------------ requests -> settings
-    def resolve_generation(self, gen_kwargs: dict[str, Any]) -> SamplerConfig:
+    def resolve_generation(self, gen_kwargs: dict[str, Any], task: str | None = None) -> SamplerConfig:
         """The sampler settings of a request (``options.resolve_sampler``); a schedule that had to
-        be rounded is said once, and recorded with the run's settings."""
+        be rounded is said once, and recorded with the run's settings and the tasks (``task``:
+        lm-eval's task name of the request) that use it."""
         cfg, rounded = resolve_sampler(self.opts, gen_kwargs, self.default_gen)
-        if cfg not in self._schedules:
-            self._schedules[cfg] = rounded
+        new = cfg not in self._schedules
+        use = self._schedules.setdefault(cfg, run_info.ScheduleUse(rounded))
+        if task:
+            use.tasks.add(task)
+        if new:
             if rounded:
                 log.warning("llada_temporal: schedule rounded: %s", "; ".join(rounded))
             log.info("llada_temporal: decoding with gen_length=%d steps=%d block_length=%d temperature=%g",
                      cfg.gen_length, cfg.steps, cfg.block_length, cfg.temperature)
         return cfg
+
+    def _facts(self, request: Instance) -> Request:
+        """What the run's checks (:mod:`lm_eval_temporal.advice`) need of a request."""
+        return Request(request.task_name, self._answer_task(request), request.args[0])
 
     def _answer_task(self, request: Instance) -> str:
         if self.opts.answer_task != "auto":
@@ -206,11 +217,12 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        self._advice.before([self._facts(r) for r in requests])  # refuses or warns before any forward pass
         self._record_cache("generate_until")
         items, truncated = [], 0
         for req in requests:
             context, gen_kwargs = req.args
-            settings = self.resolve_generation(dict(gen_kwargs or {}))
+            settings = self.resolve_generation(dict(gen_kwargs or {}), req.task_name)
             until = (gen_kwargs or {}).get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             ids, cut = self._prompt_ids(context, settings.gen_length)
@@ -227,6 +239,7 @@ class LLaDATemporalLM(LM):
         def done(chunk: list[tuple], responses: list[str]) -> None:
             for (*_, req, _until), response in zip(chunk, responses):
                 self.cache_hook.add_partial("generate_until", req.args, response)
+                self._advice.count(self._facts(req), trace.split(response)[0])
             results.extend(responses)
             bar.update(len(chunk))
 
@@ -248,6 +261,7 @@ class LLaDATemporalLM(LM):
                     done(chunk, self._respond(chunk, sampled, out))
             if pending is not None:
                 done(pending[0], pending[1].result())
+        self._advice.after()
         return collator.get_original(results)
 
     def _captures(self, chunk: list[tuple], out) -> bool:

@@ -13,8 +13,9 @@ from typing import Any
 from lm_eval_temporal.coerce import coerce_fields, like, option
 from lm_eval_temporal.config import (CLUSTERS, DTYPES, EARLY_STOPS, VOTES, SamplerConfig, TemporalConfig,
                                      combination_error, schedule_error)
+from lm_eval_temporal.errors import OptionError
 
-__all__ = ["BackendOptions", "parse_options", "resolve_sampler", "task_alias", "EMBEDDED", "ANSWER_TASKS",
+__all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "task_alias", "EMBEDDED", "ANSWER_TASKS",
            "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
 
 EMBEDDED = "embedded"  # `pretrained` value (and default) for the model shipped in the package
@@ -141,7 +142,17 @@ def resolve_sampler(opts: BackendOptions, gen_kwargs: dict[str, Any],
 
 
 def parse_options(kwargs: dict[str, Any]) -> BackendOptions:
-    """Validate raw ``--model_args`` values (strings or already-typed) into BackendOptions."""
+    """Validate raw ``--model_args`` values (strings or already-typed) into BackendOptions;
+    :class:`~lm_eval_temporal.errors.OptionError` (a ValueError) names what is wrong."""
+    try:
+        return _parse_options(kwargs)
+    except OptionError:
+        raise
+    except ValueError as exc:  # every rule's ValueError is the user's mistake: the lm_eval CLI prints it alone
+        raise OptionError(str(exc)) from None
+
+
+def _parse_options(kwargs: dict[str, Any]) -> BackendOptions:
     given = {k: v.strip() if isinstance(v, str) else v for k, v in kwargs.items()}
     # An empty value (``key=``) means "not given", except for pretrained, where it is a mistake;
     # unknown names are kept so that they are reported.

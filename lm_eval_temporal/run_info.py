@@ -41,7 +41,7 @@ import lm_eval_temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
 from lm_eval_temporal.options import EMBEDDED, BackendOptions
 
-__all__ = ["RESULT_NEUTRAL", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
+__all__ = ["RESULT_NEUTRAL", "ScheduleUse", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
            "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest"]
 
 CACHE_KEY = "__llada_temporal_settings__"  # the entry this package keeps in an lm-eval --use_cache database
@@ -51,6 +51,14 @@ REQUEST_TYPES = ("generate_until", "loglikelihood")
 RESULT_NEUTRAL = frozenset({"device", "batch_size", "max_batch_size", "overlap", "trajectory_path", "trajectory_text",
                             "trajectory_mode", "mc_batch_size"})
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclasses.dataclass
+class ScheduleUse:
+    """What had to be rounded to get a resolved schedule, and the lm-eval tasks decoded with it."""
+
+    rounded: list[str]
+    tasks: set[str] = dataclasses.field(default_factory=set)
 
 
 def output_settings(opts: BackendOptions) -> dict[str, Any]:
@@ -180,17 +188,23 @@ def _as_arg(value: Any) -> str:
     return str(value)
 
 
-def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, list[str]],
-               checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, ScheduleUse],
+               checkpoint: Mapping[str, Any], device: str) -> dict[str, Any]:
     """What lm-eval writes into the results JSON (``get_model_info``): every setting that shapes
-    a number, the schedules the tasks resolved to (and what was rounded), the package version
-    and the checkpoint's identity (``checkpoint``: :func:`checkpoint_identity` of the folder or
-    hub id the model was loaded from)."""
+    a number, the schedules the tasks resolved to (what was rounded, which tasks), the device the
+    model ran on, the package version and the checkpoint's identity (``checkpoint``:
+    :func:`checkpoint_identity` of the folder or hub id the model was loaded from)."""
+    where: dict[str, Any] = {"device": device}
+    if opts.device and opts.device != device:
+        # lm-eval's own config.device is the --device it passed (cuda:0 unless told), not where the model ran.
+        where["device_note"] = f"config.device={opts.device} was asked for; the model ran on {device}"
     return {"llada_temporal": {
         "version": lm_eval_temporal.__version__,
         "settings": output_settings(opts),
+        **where,
         "temporal": dataclasses.asdict(temporal),
-        "schedules": [{**dataclasses.asdict(c), "rounded": r} for c, r in schedules.items()],
+        "schedules": [{**dataclasses.asdict(c), "rounded": u.rounded, "tasks": sorted(u.tasks)}
+                      for c, u in schedules.items()],
         "checkpoint": {**checkpoint, "pretrained": opts.pretrained, "loaded_from": checkpoint["pretrained"]},
         "settings_fingerprint": stamp(opts, checkpoint).fingerprint,
     }}

@@ -17,17 +17,15 @@ those files is unchanged).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
+import offline_data
 import pytest
 
 from lm_eval_temporal.answers import equivalent, extract_answer, is_correct, normalize_gold
 from lm_eval_temporal.answers.latex import clean_math, final_boxes
 from lm_eval_temporal.answers.text import boxes, clean
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("LM_EVAL_TEMPORAL_DATA", "").strip() or REPO.parent / "shared" / "data").expanduser()
+DATA = offline_data.DATA
 GENERATIONS = DATA / "llada_generations"
 EOT = "<|eot_id|><|endoftext|>"
 

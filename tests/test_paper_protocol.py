@@ -8,18 +8,16 @@ tests skip without the data folder; the hand-written cases below run everywhere.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 
+import offline_data
 import pytest
 
 from lm_eval_temporal import answers
 from lm_eval_temporal.answers import paper
 from lm_eval_temporal.temporal import vote
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("LM_EVAL_TEMPORAL_DATA", "").strip() or REPO.parent / "shared" / "data").expanduser()
+DATA = offline_data.DATA
 PROTOCOL = DATA / "official_protocol"
 PAPER_TOTALS = {"gsm8k": (863, 1130, 76.37), "math500": (162, 500, 32.40), "countdown": (50, 256, 19.53)}
 
