@@ -5,7 +5,8 @@ real one: ``config.json`` + weights (``save_pretrained``), the char-level tokeni
 - ``tiny_diffusion_gemma_config(**overrides)``: the DiffusionGemmaConfig (2 layers, a 4-expert
   MoE, a one-layer vision tower the config requires, a 16-token canvas, vocabulary 128).
 - ``build_tiny_diffusion_gemma(dir, seed=0, **generation)``: builds and saves it to ``dir``;
-  ``generation`` overrides the decoding fields of ``generation_config.json``.
+  ``generation`` overrides the decoding fields of ``generation_config.json`` (names as in
+  ``DiffusionGemmaSettings``: ``entropy_bound`` for the sampler's bound).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ EOT_ID = 6  # "<|eot_id|>" in build_tokenizer()'s vocabulary: ends a chat turn, 
 # confidence threshold that a random model's rows meet at different steps as the temperature
 # falls (stability_threshold=0: its argmax never settles, so a stability rule would never stop).
 GENERATION = dict(max_new_tokens=3 * CANVAS, max_denoising_steps=8, t_min=0.1, t_max=0.8,
-                  sampler_config={"entropy_bound": 0.5, "_cls_name": "EntropyBoundSamplerConfig"},
+                  entropy_bound=0.5,
                   stability_threshold=0, confidence_threshold=1.5)
 
 
@@ -47,13 +48,15 @@ def tiny_diffusion_gemma_config(**overrides):
 
 
 def build_tiny_diffusion_gemma(out_dir, seed: int = 0, **generation) -> Path:
-    from transformers import DiffusionGemmaForBlockDiffusion, DiffusionGemmaGenerationConfig
+    from transformers import DiffusionGemmaForBlockDiffusion, DiffusionGemmaGenerationConfig, EntropyBoundSamplerConfig
 
     out = Path(out_dir)
     torch.manual_seed(seed)
     model = DiffusionGemmaForBlockDiffusion(tiny_diffusion_gemma_config()).eval()
+    fields = {**GENERATION, **generation}
+    sampler = EntropyBoundSamplerConfig(entropy_bound=fields.pop("entropy_bound"))
     model.generation_config = DiffusionGemmaGenerationConfig(
-        **{**GENERATION, **generation}, pad_token_id=PAD_ID, eos_token_id=[EOS_ID, EOT_ID], bos_token_id=BOS_ID)
+        **fields, sampler_config=sampler, pad_token_id=PAD_ID, eos_token_id=[EOS_ID, EOT_ID], bos_token_id=BOS_ID)
     model.save_pretrained(out)
     build_tokenizer().save_pretrained(out)
     return out
