@@ -20,11 +20,13 @@ is exactly the row's returned tokens, and decoding a view cuts where the draft's
 
 Seed rule: transformers draws the initial random canvas, the samples and the renoising from
 the global RNG; ``denoise`` seeds it with ``torch.manual_seed(seed)`` inside a forked RNG
-state (the caller's RNG is left as it was). Identical (seed, batch, settings, device) give
-identical tokens. A row's result does depend on the batch: the draws are shaped [batch,
-canvas], and left padding shifts the row's positions (transformers numbers positions from the
-padded start), so a row run alone and the same row inside a larger batch generally differ.
-Run one row per call, seeded per row, where batch composition must not change a row.
+state (the caller's RNG is left as it was). Identical (seed, batch, settings, model, device)
+give identical tokens and steps (on CPU; a GPU also needs deterministic kernels). A row's
+result depends on its batch: the draws are shaped [batch, canvas], so the same prompt alone,
+twice in one batch or beside other prompts gets different tokens; and left padding alone
+(one row, same draws) changes a row too, as transformers numbers positions from the padded
+start. Where batch composition must not change a row, call ``denoise`` with one unpadded row
+at a time, seeded per row.
 """
 
 from __future__ import annotations
@@ -199,7 +201,9 @@ def denoise(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | 
     kwargs = settings.to_generate_kwargs()
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
-    devices = [input_ids.device] if input_ids.device.type == "cuda" else []
+    device = input_ids.device
+    # fork_rng restores only the RNGs it is given: the CPU one and the generating GPU's
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), _observing_stops(model, cap.observe_stop):
         torch.manual_seed(seed)
         out = model.generate(input_ids, streamer=cap, return_dict_in_generate=True, **kwargs)
