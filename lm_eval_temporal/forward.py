@@ -101,7 +101,10 @@ class CachedPrefix(FullCanvas):
         self.settled, self.cache = settled, None  # the finished blocks changed: cache them anew
 
     def keep_rows(self, kept: torch.Tensor) -> None:
-        self.cache = None
+        # Rows are independent, so the running rows' part of the cache is the cache they would
+        # have alone; making it anew mid-block would give them keys/values of a later canvas.
+        if self.cache is not None:
+            self.cache = [(k[kept], v[kept]) for k, v in self.cache]
 
     def __call__(self, x: torch.Tensor, am: torch.Tensor | None, prompt_real: torch.Tensor) -> tuple[torch.Tensor, int]:
         if self.cache is not None:
