@@ -249,7 +249,8 @@ class LLaDAModelLM(PreTrainedModel):
         ``prefix_cache=cache`` then runs ``input_ids`` as the positions after those N only,
         attending to the cached keys/values (``attention_mask``, if given, covers all N + L
         positions). The cached prefix saw the canvas of the call that made it, so later calls
-        are exact only while the rest of the canvas is unchanged.
+        are exact only while the rest of the canvas is unchanged. Rows are independent, so the
+        cache of some rows of the batch is every layer's keys/values indexed by those rows.
 
         ``logits_to_keep=N`` (> 0) returns the logits of the last N positions only (the
         generation span, for the sampler): at LLaDA-8B's vocabulary the prompt's logits would
