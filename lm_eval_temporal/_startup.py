@@ -7,9 +7,13 @@ Then, right after lm_eval's own modules have executed:
 
 - ``lm_eval.api.registry``: the built-in models are registered, then ``llada_temporal`` as a
   lazy placeholder (the backend module, and torch, load only when the model is used);
+  In the ``lm_eval`` command itself, an error in what the user asked for
+  (:class:`lm_eval_temporal.errors.UserError`: a bad model argument, unreachable data) is
+  printed as its message alone instead of a traceback through lm-eval;
 - ``lm_eval.tasks.manager``: every ``TaskManager`` also scans this package's task folder, and
   with ``LM_EVAL_TEMPORAL_DATA`` set, built-in tasks whose Hub dataset that folder mirrors
-  (``gsm8k`` and its ``gsm8k_cot*`` variants: ``openai/gsm8k``) read the local copy.
+  (``gsm8k`` and its ``gsm8k_cot*`` variants: ``openai/gsm8k``) read the local copy; without
+  it, a failed download of those names the variable.
 
 Set ``LM_EVAL_TEMPORAL_DISABLE_HOOK=1`` to switch it off (then use ``--include_path`` and
 ``lm_eval_temporal.register()`` in your own code). Any failure here is swallowed: a broken or missing
@@ -42,6 +46,34 @@ def register_model() -> None:
 
     if MODEL_NAME not in model_registry:
         model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+    if is_lm_eval_command(sys.argv[0] if sys.argv else ""):
+        install_clean_exit()
+
+
+def is_lm_eval_command(argv0: str) -> bool:
+    """Whether this process is the ``lm_eval`` command (``lm_eval``, ``lm-eval``, ``python -m
+    lm_eval``, ``accelerate launch -m lm_eval``), not a program that uses lm_eval as a library."""
+    name = os.path.splitext(os.path.basename(argv0))[0]
+    return name in ("lm_eval", "lm-eval") or argv0.endswith(os.path.join("lm_eval", "__main__.py"))
+
+
+def install_clean_exit() -> None:
+    """Print an uncaught :class:`~lm_eval_temporal.errors.UserError` as ``lm_eval: error:
+    <message>`` (exit status 1); every other exception keeps its traceback."""
+    previous = sys.excepthook
+    if getattr(previous, "_lm_eval_temporal", False):
+        return
+
+    def excepthook(kind, exc, tb):
+        # Only a module that was imported can have raised one of its errors.
+        errors = sys.modules.get("lm_eval_temporal.errors")
+        if errors is not None and isinstance(exc, errors.UserError):
+            sys.stderr.write(f"lm_eval: error: {exc}\n")
+            return
+        previous(kind, exc, tb)
+
+    excepthook._lm_eval_temporal = True
+    sys.excepthook = excepthook
 
 
 def patch_task_manager() -> None:
@@ -75,14 +107,22 @@ def patch_offline_datasets() -> None:
         return
 
     def download(self, dataset_kwargs=None, **kwargs):
-        if self.config.custom_dataset is None:
-            from lm_eval_temporal.tasks import offline_mirror
+        if self.config.custom_dataset is not None:
+            return original(self, dataset_kwargs, **kwargs)
+        from lm_eval_temporal.tasks import hub_failure, offline_mirror
 
-            local = offline_mirror(self.DATASET_PATH, self.DATASET_NAME)
-            if local is not None:
-                self.dataset = local
-                return
-        original(self, dataset_kwargs, **kwargs)
+        local = offline_mirror(self.DATASET_PATH, self.DATASET_NAME)
+        if local is not None:
+            self.dataset = local
+            return None
+        try:
+            return original(self, dataset_kwargs, **kwargs)
+        except Exception as exc:
+            # lm-eval's raw hub error says nothing of the offline folder that would have served it.
+            hint = hub_failure(self.DATASET_PATH, self.DATASET_NAME, exc)
+            if hint is None:
+                raise
+            raise hint from exc
 
     download._lm_eval_temporal = True
     ConfigurableTask.download = download

@@ -24,7 +24,8 @@ from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
 import lm_eval_temporal
-from lm_eval_temporal import likelihood, run_info, trace
+from lm_eval_temporal import answers, likelihood, run_info, trace
+from lm_eval_temporal.advice import Request, RunAdvice
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model
 from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options, resolve_sampler
@@ -88,8 +89,13 @@ class LLaDATemporalLM(LM):
         if path is not None and self.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{self.rank}{path.suffix}")
         self.trajectory_file_path: Path | None = path
-        self._trajectory = TrajectoryWriter(path, o.trajectory_mode) if path else None
-        self._schedules: dict[SamplerConfig, list[str]] = {}  # resolved sampler settings -> what was rounded
+        # Hashed once: the results JSON, the cache check and the trajectory file all name it.
+        self.checkpoint = run_info.checkpoint_identity(self.loaded.name, o.revision, o.peft)
+        self._trajectory = (TrajectoryWriter(path, o.trajectory_mode, run_info.stamp(o, self.checkpoint))
+                            if path else None)
+        self._schedules: dict[SamplerConfig, run_info.ScheduleUse] = {}  # resolved settings -> rounding, tasks
+        self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
+        self._advice = RunAdvice(o.protocol, embedded=o.pretrained == EMBEDDED)
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
 
     # ------------------------------------------------------------------ lm-eval plumbing
@@ -139,28 +145,54 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ what the run records
     def get_model_info(self) -> dict[str, Any]:
-        """What lm-eval writes into the results JSON (``run_info.model_info``)."""
-        return run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.loaded.name)
+        """What lm-eval writes into the results JSON (``run_info.model_info``), with the run's
+        math-verify counts under ``scorer``. lm-eval asks for it once, after the task metrics
+        have scored every document, so the counts (and the one warning when a check ran out of
+        time) cover both the votes' answer clusters and the scoring."""
+        info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.checkpoint,
+                                   device=str(self.loaded.device))
+        scorer = info["llada_temporal"]["scorer"] = answers.scorer_stats(since=self._scorer_start)
+        if scorer["unknown"] and not self._scorer_warned:
+            self._scorer_warned = True
+            log.warning("llada_temporal: %d of %d math-verify checks had no verdict (%d timed out, %d of them waiting "
+                        "for a free helper); each counted as not equivalent, so scores and vote clusters depend on "
+                        "the machine's load: raise LM_EVAL_TEMPORAL_MATH_TIMEOUT (now %gs) or "
+                        "LM_EVAL_TEMPORAL_MATH_WORKERS", scorer["unknown"], scorer["calls"], scorer["timeouts"],
+                        scorer["wait_timeouts"], answers.MATH_TIMEOUT_S)
+        return info
 
     def set_cache_hook(self, cache_hook) -> None:
         """lm-eval keys its ``--use_cache`` database by request only: one written under other
-        output-changing settings is refused rather than replayed silently."""
+        output-changing settings (or weights, or code) is refused rather than replayed silently."""
         super().set_cache_hook(cache_hook)
         if getattr(cache_hook, "dbdict", None) is not None:
-            run_info.check_cache(cache_hook.dbdict, self.opts)
+            run_info.check_cache(cache_hook.dbdict, self.opts, self.checkpoint)
+
+    def _record_cache(self, request: str) -> None:
+        """Stamp the cache with this run's settings for ``request`` before its first answer is stored."""
+        if getattr(self.cache_hook, "dbdict", None) is not None:
+            run_info.record_cache(self.cache_hook.dbdict, self.opts, self.checkpoint, request)
 
     # ------------------------------------------------------------------ requests -> settings
-    def resolve_generation(self, gen_kwargs: dict[str, Any]) -> SamplerConfig:
+    def resolve_generation(self, gen_kwargs: dict[str, Any], task: str | None = None) -> SamplerConfig:
         """The sampler settings of a request (``options.resolve_sampler``); a schedule that had to
-        be rounded is said once, and recorded with the run's settings."""
+        be rounded is said once, and recorded with the run's settings and the tasks (``task``:
+        lm-eval's task name of the request) that use it."""
         cfg, rounded = resolve_sampler(self.opts, gen_kwargs, self.default_gen)
-        if cfg not in self._schedules:
-            self._schedules[cfg] = rounded
+        new = cfg not in self._schedules
+        use = self._schedules.setdefault(cfg, run_info.ScheduleUse(rounded))
+        if task:
+            use.tasks.add(task)
+        if new:
             if rounded:
                 log.warning("llada_temporal: schedule rounded: %s", "; ".join(rounded))
             log.info("llada_temporal: decoding with gen_length=%d steps=%d block_length=%d temperature=%g",
                      cfg.gen_length, cfg.steps, cfg.block_length, cfg.temperature)
         return cfg
+
+    def _facts(self, request: Instance) -> Request:
+        """What the run's checks (:mod:`lm_eval_temporal.advice`) need of a request."""
+        return Request(request.task_name, self._answer_task(request), request.args[0])
 
     def _answer_task(self, request: Instance) -> str:
         if self.opts.answer_task != "auto":
@@ -185,10 +217,12 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        self._advice.before([self._facts(r) for r in requests])  # refuses or warns before any forward pass
+        self._record_cache("generate_until")
         items, truncated = [], 0
         for req in requests:
             context, gen_kwargs = req.args
-            settings = self.resolve_generation(dict(gen_kwargs or {}))
+            settings = self.resolve_generation(dict(gen_kwargs or {}), req.task_name)
             until = (gen_kwargs or {}).get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             ids, cut = self._prompt_ids(context, settings.gen_length)
@@ -205,6 +239,7 @@ class LLaDATemporalLM(LM):
         def done(chunk: list[tuple], responses: list[str]) -> None:
             for (*_, req, _until), response in zip(chunk, responses):
                 self.cache_hook.add_partial("generate_until", req.args, response)
+                self._advice.count(self._facts(req), trace.split(response)[0])
             results.extend(responses)
             bar.update(len(chunk))
 
@@ -213,7 +248,7 @@ class LLaDATemporalLM(LM):
         # releases the GIL inside its ops). At most one batch is in flight and batches finish
         # in order, so results, cache entries and the trajectory file keep their order.
         pending: tuple[list[tuple], Future] | None = None
-        with (self._trajectory or contextlib.nullcontext()) as out, \
+        with bar, (self._trajectory or contextlib.nullcontext()) as out, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
             for chunk in collator.get_batched(n=self.batch_size):
                 sampled = self._sample(chunk, capture=self._captures(chunk, out))
@@ -226,7 +261,7 @@ class LLaDATemporalLM(LM):
                     done(chunk, self._respond(chunk, sampled, out))
             if pending is not None:
                 done(pending[0], pending[1].result())
-        bar.close()
+        self._advice.after()
         return collator.get_original(results)
 
     def _captures(self, chunk: list[tuple], out) -> bool:
@@ -260,6 +295,7 @@ class LLaDATemporalLM(LM):
     # ------------------------------------------------------------------ log-likelihood
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """LLaDA's Monte-Carlo estimate (see :mod:`lm_eval_temporal.likelihood`)."""
+        self._record_cache("loglikelihood")
         o, out = self.opts, []
         for req in tqdm(requests, desc="llada_temporal loglikelihood", disable=disable_tqdm or self.rank != 0):
             context, continuation = req.args

@@ -1,4 +1,5 @@
-"""lm-eval-temporal command line: tcr (Temporal Consistency Reinforcement) and plot (trajectory figures)."""
+"""lm-eval-temporal command line: tcr (Temporal Consistency Reinforcement), plot (trajectory
+figures) and fetch-data (the offline benchmark folder)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,32 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("file", nargs="+", help="JSON Lines written by --model_args trajectory_path=... (several files or a glob)")
     g.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     g.add_argument("--samples", type=int, default=12, help="per-sample timelines to draw (default 12)")
+    f = sub.add_parser(
+        "fetch-data",
+        help="download the benchmark files into the folder LM_EVAL_TEMPORAL_DATA reads (needs the network)",
+        description="Download every benchmark split the tasks use from its usual source (the Hugging Face Hub; "
+                    "d1's Countdown file on GitHub) into OUT_DIR, laid out as LM_EVAL_TEMPORAL_DATA expects. "
+                    "Copy the folder to an air-gapped machine and set LM_EVAL_TEMPORAL_DATA=OUT_DIR there.",
+    )
+    f.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
+    f.add_argument("--overwrite", action="store_true", help="download files that are already there again")
     return p
+
+
+def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
+    """``lm-eval-temporal fetch-data OUT_DIR [--overwrite]``; returns the exit code."""
+    from lm_eval_temporal.errors import DataUnavailable
+    from lm_eval_temporal.tasks import DATA_ENV, fetch_data
+
+    try:
+        done = fetch_data(out_dir, overwrite=overwrite)
+    except (DataUnavailable, OSError) as exc:
+        print(f"lm-eval-temporal fetch-data: error: {exc}", file=sys.stderr)
+        return 1
+    for path, written in done:
+        print(f"{path}{'' if written else ' (already there, kept)'}")
+    print(f"offline: export {DATA_ENV}={Path(out_dir).expanduser().resolve()}")
+    return 0
 
 
 def _eval_hint(cfg, out: Path) -> str:
@@ -59,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_from_cli(args.config, args.output_dir, extra)
     if extra:
         _parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "fetch-data":
+        return fetch_data_from_cli(args.out_dir, args.overwrite)
     from lm_eval_temporal.plot import plot_trajectories
 
     try:

@@ -3,9 +3,10 @@
 A settings dataclass declares each field with :func:`option` (or :func:`like`, to take another
 class's rule for a field of the same meaning); :func:`coerce_fields` then converts a mapping of
 raw values by the fields' annotations (``bool``, ``int``, ``float``, ``str``, ``list[str]``,
-``tuple[float, ...]``, each possibly ``| None``) and checks the declared choices and bounds.
-Every error names the field, the value and what it accepts. Torch-free, so settings are checked
-before a model is loaded.
+``tuple[float, ...]``, each possibly ``| None``) and checks the declared choices and bounds,
+and :func:`check_fields` checks an object built in code by the same rules. Every error names
+the field, the value and what it accepts, in the same words for both. Torch-free, so settings
+are checked before a model is loaded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import MISSING, dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Rule", "option", "like", "coerce_fields", "check_names"]
+__all__ = ["Rule", "option", "like", "coerce_fields", "check_fields", "check_names"]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -210,15 +211,44 @@ def coerce_fields(cls: type, values: Mapping[str, Any], *, where: str = "", unkn
     check_names(cls, values, unknown_label=unknown_label, error=error)
     out: dict[str, Any] = {}
     for name, v in values.items():
-        hint, rule = _hints(cls)[name], _fields(cls)[name].metadata.get(_KEY, Rule())
-        container, kind, optional = _kind(hint)
-        if _is_null(v, list if container else kind, rule):
-            if not optional:
-                raise error(f"{where}{name} cannot be null")
-            out[name] = None
-            continue
-        try:
-            out[name] = _convert(hint, v, rule)
-        except ValueError as exc:
-            raise error(f"{where}{name}={v!r}: {exc}{' or null' if optional else ''}") from None
+        container, kind, _ = _kind(_hints(cls)[name])
+        out[name] = _checked(cls, name, None if _is_null(v, list if container else kind, _rule(cls, name)) else v,
+                             where, error)
     return out
+
+
+def check_fields(obj: Any, *, error: type[ValueError] = ValueError) -> None:
+    """Raise ``error`` unless every field of the dataclass ``obj`` (built in code, so nothing is
+    converted: no strings for numbers, no floats for integers) keeps its type and rule."""
+    for f in dataclasses.fields(obj):
+        _checked(type(obj), f.name, getattr(obj, f.name), "", error, typed=True)
+
+
+def _typed(kind: Any, v: Any) -> bool:
+    """Whether a value has its field's type (an int is a number, a bool is not)."""
+    if kind in (bool, str):
+        return isinstance(v, kind)
+    if kind in (int, float):
+        return not isinstance(v, bool) and isinstance(v, (int, float) if kind is float else int)
+    return True
+
+
+def _rule(cls: type, name: str) -> Rule:
+    return _fields(cls)[name].metadata.get(_KEY, Rule())
+
+
+def _checked(cls: type, name: str, v: Any, where: str, error: type[ValueError], typed: bool = False) -> Any:
+    """``v`` (None: null) converted by the field's type and checked by its rule; ``typed``: a
+    scalar must have the type already."""
+    hint = _hints(cls)[name]
+    container, kind, optional = _kind(hint)
+    if v is None:
+        if not optional:
+            raise error(f"{where}{name} cannot be null")
+        return None
+    try:
+        if typed and container is None and not _typed(kind, v):
+            raise _Invalid(f"expected {_TYPE_WORDS[kind]}")
+        return _convert(hint, v, _rule(cls, name))
+    except ValueError as exc:
+        raise error(f"{where}{name}={v!r}: {exc}{' or null' if optional else ''}") from None

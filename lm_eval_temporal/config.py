@@ -1,7 +1,8 @@
 """The settings objects of the temporal pipeline, torch-free.
 
 - :class:`SamplerConfig`: one ``sampler.generate`` call (schedule, temperature, CFG, remasking),
-  and :func:`schedule_error`, the one check of a block schedule;
+  :func:`schedule_error`, the one check of a block schedule, and :func:`combination_error`,
+  the one check of settings that exclude or need each other;
 - :class:`TemporalConfig`: what is done with the captured steps (vote, clusters, TSE, early stop).
 
 Torch-free, so option parsing (the backend's ``--model_args``, the TCR config) can validate
@@ -12,11 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lm_eval_temporal.coerce import option
+from lm_eval_temporal.coerce import check_fields, option
 
 __all__ = [
     "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES", "PROTOCOLS",
-    "SamplerConfig", "TemporalConfig", "schedule_error",
+    "SamplerConfig", "TemporalConfig", "schedule_error", "combination_error",
 ]
 
 REMASKING = ("low_confidence", "random")
@@ -42,13 +43,26 @@ def schedule_error(gen_length: int | None, steps: int | None, block_length: int 
     return None
 
 
+def combination_error(remasking: str, cfg_scale: float, parallel_threshold: float | None,
+                      prefix_cache: bool) -> str | None:
+    """What is wrong with a combination of sampler settings (each valid alone), or None."""
+    if parallel_threshold is not None and remasking != "low_confidence":
+        return (f"parallel_threshold: needs remasking=low_confidence (a confidence to threshold), "
+                f"not remasking={remasking!r}")
+    if prefix_cache and cfg_scale > 0:
+        return "prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)"
+    if prefix_cache and parallel_threshold is not None:
+        return "prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)"
+    return None
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
     """The schedule and sampling settings of one ``sampler.generate`` call
     (``generate(model, ids, mask, config=config, ...)``)."""
 
-    # The rules (metadata) are what option parsing checks raw values against; validate()
-    # checks a constructed config.
+    # The rules (metadata) are checked by option parsing on raw values and by validate() on a
+    # constructed config.
     gen_length: int = option(lo=1)
     steps: int = option(lo=1)
     block_length: int = option(lo=1)
@@ -77,28 +91,11 @@ class SamplerConfig:
 
     def validate(self) -> SamplerConfig:
         """Raise ValueError naming the offending argument and what it accepts; return self."""
-        for name in ("gen_length", "steps", "block_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: expected a positive integer")
-        err = schedule_error(self.gen_length, self.steps, self.block_length)
+        check_fields(self)  # the fields' rules, which option parsing checks raw values against
+        err = (schedule_error(self.gen_length, self.steps, self.block_length)
+               or combination_error(self.remasking, self.cfg_scale, self.parallel_threshold, self.prefix_cache))
         if err:
             raise ValueError(err)
-        if not float(self.temperature) >= 0.0:
-            raise ValueError(f"temperature={self.temperature!r}: expected a number >= 0 (0 = greedy)")
-        if not float(self.cfg_scale) >= 0.0:
-            raise ValueError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 0 (0 = no guidance)")
-        if self.remasking not in REMASKING:
-            raise ValueError(f"remasking={self.remasking!r}: expected one of {', '.join(REMASKING)}")
-        if self.parallel_threshold is not None:
-            if not 0.0 < float(self.parallel_threshold) <= 1.0:
-                raise ValueError(f"parallel_threshold={self.parallel_threshold!r}: expected a number in (0, 1]")
-            if self.remasking != "low_confidence":
-                raise ValueError("parallel_threshold: needs remasking=low_confidence (a confidence to threshold)")
-        if self.prefix_cache and self.cfg_scale > 0:
-            raise ValueError("prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)")
-        if self.prefix_cache and self.parallel_threshold is not None:
-            raise ValueError("prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)")
         return self
 
     @property

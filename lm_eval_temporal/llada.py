@@ -4,10 +4,13 @@ The hub's remote code targets transformers 4.38 and never calls ``post_init`` (i
 5.x with "no attribute all_tied_weights_keys"), so this package carries its own model,
 registered for ``model_type="llada"`` and loaded with ``trust_remote_code=False``.
 
-Architecture (OLMo-derived, fully bidirectional, no KV cache): token embedding ``wte``; per
-block RMSNorm -> q/k/v -> RoPE -> non-causal SDPA -> ``attn_out`` (residual); RMSNorm ->
-SwiGLU ``ff_out(silu(ff_proj(x)) * up_proj(x))`` (residual); final RMSNorm ``ln_f``; untied
-head ``ff_out``. Parameter names mirror the checkpoint keys exactly, so loading is strict.
+Architecture (OLMo-derived, fully bidirectional): token embedding ``wte``; per block RMSNorm ->
+q/k/v -> RoPE -> non-causal SDPA -> ``attn_out`` (residual); RMSNorm -> SwiGLU
+``ff_out(silu(ff_proj(x)) * up_proj(x))`` (residual); final RMSNorm ``ln_f``; untied head
+``ff_out``. Parameter names mirror the checkpoint keys exactly, so loading is strict.
+
+Bidirectional attention has no exact KV cache (every position sees the whole changing canvas);
+``forward`` offers the approximate, opt-in prefix cache of the sampler's ``prefix_cache`` option.
 """
 
 from __future__ import annotations
@@ -246,7 +249,8 @@ class LLaDAModelLM(PreTrainedModel):
         ``prefix_cache=cache`` then runs ``input_ids`` as the positions after those N only,
         attending to the cached keys/values (``attention_mask``, if given, covers all N + L
         positions). The cached prefix saw the canvas of the call that made it, so later calls
-        are exact only while the rest of the canvas is unchanged.
+        are exact only while the rest of the canvas is unchanged. Rows are independent, so the
+        cache of some rows of the batch is every layer's keys/values indexed by those rows.
 
         ``logits_to_keep=N`` (> 0) returns the logits of the last N positions only (the
         generation span, for the sampler): at LLaDA-8B's vocabulary the prompt's logits would

@@ -1,28 +1,64 @@
 """What a run records about itself: the effective settings (for lm-eval's results JSON and a
 one-line summary at start), the checkpoint's identity, and a fingerprint of everything that
-changes outputs (so an lm-eval cache written under other settings is refused)."""
+changes outputs (so an lm-eval cache or a trajectory ``.partial`` written under other settings
+is refused or set aside, never replayed or merged).
+
+The fingerprint (a :class:`Stamp`, one per request type) covers the package version, a digest of
+the package code that shapes outputs (:func:`code_digest`), the checkpoint's and adapter's
+identity (content hashes and hub commit, computed once per backend by
+:func:`checkpoint_identity`) and the model arguments that can act on that request type
+(:func:`acting_settings`). A setting that cannot act is left out, so it does not refuse a cache
+for nothing: ``seed`` unless sampling is random (temperature unset or > 0, ``remasking=random``,
+or a ``loglikelihood`` request, whose masks are drawn from it), ``mc_num`` outside
+``loglikelihood``, ``stop_window``/``stop_share`` unless ``early_stop=stable``, ``stop_gap``
+unless ``early_stop=confidence``, ``stop_min`` when early stop is off, ``gate_*`` unless
+``vote=gated``. Local ``pretrained``/``peft`` paths count by their resolved absolute path, so
+two spellings of one folder are one setting; hub ids are kept as given.
+
+lm-eval's ``--use_cache`` database is keyed by request only and hooked once
+(``set_cache_hook``), before any request is known, so the database keeps one stamp per
+request type: a type's stamp is recorded when this backend first answers a request of that
+type (:func:`record_cache`), and every stamp the database holds is checked when it is hooked
+(:func:`check_cache`). A cache that holds only ``generate_until`` answers therefore does not
+depend on ``mc_num``, but one that also holds ``loglikelihood`` answers is checked on both
+types even if the new run asks only one of them (lm-eval replays answers before the backend
+sees a request, so the check cannot wait). A non-empty database with no stamp at all (another
+backend's, or an earlier version's) is refused: its answers cannot be told apart from ours.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lm_eval_temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
-from lm_eval_temporal.options import BackendOptions
+from lm_eval_temporal.options import EMBEDDED, BackendOptions
 
-__all__ = ["RESULT_NEUTRAL", "output_settings", "fingerprint", "summary", "model_info", "check_cache",
-           "checkpoint_identity", "weights_digest"]
+__all__ = ["RESULT_NEUTRAL", "ScheduleUse", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
+           "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest"]
 
 CACHE_KEY = "__llada_temporal_settings__"  # the entry this package keeps in an lm-eval --use_cache database
+REQUEST_TYPES = ("generate_until", "loglikelihood")
 
 # Model arguments that never change a response (how fast or where things run, or what is saved).
 RESULT_NEUTRAL = frozenset({"device", "batch_size", "max_batch_size", "overlap", "trajectory_path", "trajectory_text",
                             "trajectory_mode", "mc_batch_size"})
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+@dataclasses.dataclass
+class ScheduleUse:
+    """What had to be rounded to get a resolved schedule, and the lm-eval tasks decoded with it."""
+
+    rounded: list[str]
+    tasks: set[str] = dataclasses.field(default_factory=set)
 
 
 def output_settings(opts: BackendOptions) -> dict[str, Any]:
@@ -31,55 +67,179 @@ def output_settings(opts: BackendOptions) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(opts).items() if k not in RESULT_NEUTRAL}
 
 
-def fingerprint(opts: BackendOptions) -> str:
-    """A short digest of the package version and every output-changing setting."""
-    text = json.dumps({"version": lm_eval_temporal.__version__, **output_settings(opts)}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+# Which files of the package shape a response (read by code_digest): the code and the data it
+# reads (task configs, the embedded model's config and tokenizer), but not what only plots,
+# trains, starts up or records a run, nor weights (their content is the checkpoint identity's).
+_PACKAGE = Path(lm_eval_temporal.__file__).parent
+_CODE_SUFFIXES = (".py", ".yaml", ".json", ".jinja")
+_CODE_NEUTRAL = ("plot/", "tcr/", "cli.py", "_startup.py", "run_info.py", "trajectory.py", "tiny/train.py",
+                 "tiny/checkpoint/train_")
+# Checkpoint identity fields that name content (a retrained checkpoint at the same path changes them).
+_CONTENT = ("weights_sha256", "commit", "peft_sha256")
+_CODE = ("version", "code")
+
+
+def _acts(opts: BackendOptions, request: str) -> dict[str, bool]:
+    """The settings that act only under some other setting, and whether they act here."""
+    seed = (opts.temperature is None or opts.temperature > 0 or opts.remasking == "random"
+            or request == "loglikelihood")
+    stable, confidence = opts.early_stop == "stable", opts.early_stop == "confidence"
+    gated = opts.vote == "gated"
+    return {"seed": seed, "mc_num": request == "loglikelihood", "stop_window": stable, "stop_share": stable,
+            "stop_gap": confidence, "stop_min": stable or confidence, "gate_window": gated, "gate_share": gated}
+
+
+def _one_spelling(path: str | None) -> str | None:
+    """A local folder as its resolved absolute path; a hub id (or the embedded model) as given."""
+    if path in (None, EMBEDDED) or not Path(path).expanduser().exists():
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def acting_settings(opts: BackendOptions, request: str = "generate_until") -> dict[str, Any]:
+    """The model arguments that can change the answer to a request of type ``request``, with
+    one spelling per local path (see the module docstring for what is left out)."""
+    acts = _acts(opts, request)
+    out = {k: v for k, v in output_settings(opts).items() if acts.get(k, True)}
+    out.update(pretrained=_one_spelling(opts.pretrained), peft=_one_spelling(opts.peft))
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def code_digest(root: Path = _PACKAGE) -> str:
+    """sha256 over the files of the package (at ``root``) that shape outputs, names and contents,
+    so that a changed parser or sampler refuses old answers even when ``__version__`` was not
+    bumped."""
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=True):  # task_configs may be a link
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in names:
+            rel = (Path(folder) / name).relative_to(root).as_posix()
+            if name.endswith(_CODE_SUFFIXES) and not rel.startswith(_CODE_NEUTRAL):
+                files.append(rel)
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode("utf-8") + b"\0" + (root / rel).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Stamp:
+    """What the answers to one request type depend on (version, code, checkpoint content and
+    acting settings) and its digest."""
+
+    settings: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "settings": self.settings}
+
+    def differences(self, theirs: Mapping[str, Any]) -> str:
+        """What differs between another run's stamp settings and this one, for a refusal:
+        settings by name, and whether the weights or the code changed since."""
+        mine = self.settings
+        diff = sorted(k for k in {**theirs, **mine} if theirs.get(k) != mine.get(k))
+
+        def group(label: str, keys: list[str], why: str = "") -> str:
+            was = ", ".join(f"{k}={theirs.get(k)!r}" for k in keys)
+            now = ", ".join(f"{k}={mine.get(k)!r}" for k in keys)
+            return f"{label} ({was}; now {now}){why}" if keys else ""
+
+        parts = [group("other settings", [k for k in diff if k not in _CONTENT + _CODE]),
+                 group("other weights", [k for k in diff if k in _CONTENT],
+                       ": the checkpoint (or adapter) changed since, e.g. retrained at the same path"),
+                 group("other code", [k for k in diff if k in _CODE],
+                       ": the package's code that shapes outputs changed since")]
+        return "; ".join(p for p in parts if p) or "other settings"
+
+
+def stamp(opts: BackendOptions, checkpoint: Mapping[str, Any], request: str = "generate_until") -> Stamp:
+    """The :class:`Stamp` of a run's answers to ``request`` requests; ``checkpoint`` is the
+    run's :func:`checkpoint_identity` (computed once per backend)."""
+    content = {k: checkpoint[k] for k in _CONTENT if checkpoint.get(k) is not None}
+    settings = {"version": lm_eval_temporal.__version__, "code": code_digest(), **content,
+                **acting_settings(opts, request)}
+    return Stamp(json.loads(json.dumps(settings, default=str)))  # as it reads back from JSON
 
 
 def summary(opts: BackendOptions, temporal: TemporalConfig, default_gen: dict[str, int]) -> str:
-    """The one line a run prints at start."""
-    gen = "/".join(str(getattr(opts, k) or default_gen.get(k) or "per-task")
-                   for k in ("gen_length", "steps", "block_length"))
-    stop = "off" if temporal.early_stop == "none" else f"{temporal.early_stop} (window {temporal.stop_window}, " \
-                                                       f"share {temporal.stop_share})"
-    return (f"model={opts.pretrained} gen_length/steps/block_length={gen} temperature={opts.temperature or 0:g} "
-            f"vote={temporal.vote} alpha={temporal.alpha:g} cluster={temporal.cluster} early_stop={stop} "
-            f"seed={opts.seed} batch_size={opts.batch_size} version={lm_eval_temporal.__version__}")
+    """The one line a run prints at start: every output-changing setting (``output_settings``)
+    as it acts, i.e. the clustering the protocol uses and the embedded model's schedule, or
+    ``per-task`` where each task's ``max_gen_toks`` / sampling decides; then the batch size and
+    the package version. Values are written as model arguments are (true, none, 8:5:3)."""
+    acting = output_settings(opts)
+    for name in ("gen_length", "steps", "block_length", "temperature"):
+        if acting[name] is None:
+            acting[name] = default_gen.get(name, "per-task")
+    acting.update(cluster=temporal.clusters, batch_size=opts.batch_size, version=lm_eval_temporal.__version__)
+    return " ".join(f"{name}={_as_arg(value)}" for name, value in acting.items())
 
 
-def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, list[str]],
-               checkpoint: str) -> dict[str, Any]:
+def _as_arg(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ":".join(map(_as_arg, value))
+    return str(value)
+
+
+def model_info(opts: BackendOptions, temporal: TemporalConfig, schedules: dict[SamplerConfig, ScheduleUse],
+               checkpoint: Mapping[str, Any], device: str) -> dict[str, Any]:
     """What lm-eval writes into the results JSON (``get_model_info``): every setting that shapes
-    a number, the schedules the tasks resolved to (and what was rounded), the package version
-    and the checkpoint's identity."""
+    a number, the schedules the tasks resolved to (what was rounded, which tasks), the device the
+    model ran on, the package version and the checkpoint's identity (``checkpoint``:
+    :func:`checkpoint_identity` of the folder or hub id the model was loaded from)."""
+    where: dict[str, Any] = {"device": device}
+    if opts.device and opts.device != device:
+        # lm-eval's own config.device is the --device it passed (cuda:0 unless told), not where the model ran.
+        where["device_note"] = f"config.device={opts.device} was asked for; the model ran on {device}"
     return {"llada_temporal": {
         "version": lm_eval_temporal.__version__,
         "settings": output_settings(opts),
+        **where,
         "temporal": dataclasses.asdict(temporal),
-        "schedules": [{**dataclasses.asdict(c), "rounded": r} for c, r in schedules.items()],
-        "checkpoint": {**checkpoint_identity(checkpoint, opts.revision, opts.peft), "pretrained": opts.pretrained,
-                       "loaded_from": checkpoint},
-        "settings_fingerprint": fingerprint(opts),
+        "schedules": [{**dataclasses.asdict(c), "rounded": u.rounded, "tasks": sorted(u.tasks)}
+                      for c, u in schedules.items()],
+        "checkpoint": {**checkpoint, "pretrained": opts.pretrained, "loaded_from": checkpoint["pretrained"]},
+        "settings_fingerprint": stamp(opts, checkpoint).fingerprint,
     }}
 
 
-def check_cache(db: Any, opts: BackendOptions) -> None:
-    """Record this run's settings in an lm-eval cache database, or refuse one written under
-    other settings (lm-eval keys its cache by request only, so it would replay them)."""
-    mine = {"fingerprint": fingerprint(opts), "settings": json.loads(json.dumps(output_settings(opts), default=str))}
+def check_cache(db: Any, opts: BackendOptions, checkpoint: Mapping[str, Any]) -> None:
+    """Refuse an lm-eval cache database that would replay answers this run would not give: one
+    holding a stamp (per request type) of other settings, weights or code, or one that holds
+    answers but no stamp at all. An empty one is marked as ours."""
     theirs = db.get(CACHE_KEY)
     if theirs is None:
-        db[CACHE_KEY] = mine
+        if len(db):
+            raise ValueError(f"--use_cache: this cache holds {len(db)} answers but no llada_temporal settings "
+                             "(written by another backend, or by hand): they cannot be told apart from this run's. "
+                             "Pass another --use_cache path.")
+        db[CACHE_KEY] = {}
         return
-    if theirs["fingerprint"] == mine["fingerprint"]:
-        return
-    old, new = theirs["settings"], mine["settings"]
-    diff = sorted(k for k in {**old, **new} if old.get(k) != new.get(k))
-    was = ", ".join(f"{k}={old.get(k)!r}" for k in diff) or "another package version"
-    now = ", ".join(f"{k}={new.get(k)!r}" for k in diff) or lm_eval_temporal.__version__
-    raise ValueError(f"--use_cache: this cache was written by llada_temporal with other settings ({was}; now {now}). "
-                     "One cache path serves one configuration: pass another --use_cache path.")
+    if "fingerprint" in theirs:  # one stamp for the whole cache, before stamps per request type
+        raise ValueError("--use_cache: this cache was written by an earlier llada_temporal, whose settings record "
+                         "does not cover the weights and code. Pass another --use_cache path.")
+    for request, recorded in theirs.items():
+        mine = stamp(opts, checkpoint, request)
+        if recorded["fingerprint"] != mine.fingerprint:
+            raise ValueError(f"--use_cache: the {request} answers in this cache were written by llada_temporal with "
+                             f"{mine.differences(recorded['settings'])}. One cache path serves one configuration: "
+                             "pass another --use_cache path.")
+
+
+def record_cache(db: Any, opts: BackendOptions, checkpoint: Mapping[str, Any], request: str) -> None:
+    """Mark a (checked) cache database as holding this run's answers to ``request`` requests;
+    called before the first of them is stored."""
+    recorded = dict(db.get(CACHE_KEY) or {})
+    if request not in recorded:
+        recorded[request] = stamp(opts, checkpoint, request).as_json()
+        db[CACHE_KEY] = recorded
 
 
 def weights_digest(folder: str | Path) -> str | None:

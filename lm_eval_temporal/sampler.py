@@ -22,7 +22,15 @@ Optional, approximate (off by default): ``parallel_threshold`` (Fast-dLLM's conf
 parallel decoding) replaces step 2's quota: each row commits every masked position of its
 current block whose confidence reaches the threshold (at least one), moves to the next block
 when one is done, and stops when nothing is masked, so rows take data-dependent numbers of
-steps (``steps_run``) and ``steps`` is not used.
+steps (``steps_run``) and ``steps`` is not used. ``prefix_cache`` (Fast-dLLM's prefix KV
+cache) replaces step 3 after a block's first step: the block's other steps run the current
+block and everything after it only, attending to keys/values of the prompt and the finished
+blocks cached at the block's first step.
+
+:func:`generate` is one loop around two parts: a schedule policy (:mod:`lm_eval_temporal.schedule`:
+which positions are candidates and how many each row commits, the fixed quota of steps 2 and
+6 or the confidence threshold) and a forward strategy (:mod:`lm_eval_temporal.forward`: the
+full canvas of step 3 or the cached prefix). Rows that stop early leave the batch; the rest run on.
 
 Only the generation span is ever written: the prompt, including any mask token inside it,
 is context. Each row of a left-padded batch gives the tokens the prompt gives alone (the
@@ -34,13 +42,14 @@ embeddings (BERT) left padding shifts every position, so such models see batch e
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from lm_eval_temporal.config import SamplerConfig
+from lm_eval_temporal.forward import forward_accepts, guided_logits, make_forward
+from lm_eval_temporal.schedule import QuotaSchedule, ThresholdSchedule, block_confidence, make_schedule, most_confident
 
 __all__ = ["SamplerConfig", "GenerationOutput", "generate", "guided_logits", "forward_accepts"]
 
@@ -71,21 +80,6 @@ class GenerationOutput:
 
 def _config_attr(model: torch.nn.Module, name: str):
     return getattr(getattr(model, "config", None), name, None)
-
-
-def forward_accepts(model: torch.nn.Module, name: str) -> bool:
-    """Whether the model's forward (through any peft wrapper) takes the argument ``name``, e.g.
-    ``logits_to_keep`` (logits of the last N positions only; BERT-style masked LMs have none)."""
-    base = model
-    while hasattr(base, "get_base_model"):
-        nxt = base.get_base_model()
-        if nxt is base:
-            break
-        base = nxt
-    try:
-        return name in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _ids(value) -> list[int]:
@@ -170,34 +164,6 @@ def _uniform(
     return torch.stack([torch.rand(shape[1:], dtype=dtype, device=device, generator=g) for g in gens])
 
 
-def guided_logits(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    *,
-    prompt_length: int,
-    cfg_scale: float,
-    mask_id: int,
-    prompt_real: torch.Tensor | None = None,
-    **forward_kwargs,
-) -> torch.Tensor:
-    """``model(x).logits``, with classifier-free guidance when ``cfg_scale > 0``:
-    ``uncond + (cfg_scale + 1) * (cond - uncond)``, where the unconditional copy has the real
-    prompt tokens (``prompt_real`` [B, prompt_length], default all of them) masked and padding
-    left as padding. Both copies run as one batch. The one CFG rule of the package (sampling
-    and the Monte-Carlo log-likelihood both call it)."""
-    if cfg_scale <= 0:
-        return model(input_ids=x, attention_mask=attention_mask, **forward_kwargs).logits
-    P = prompt_length
-    un = x.clone()
-    un[:, :P] = mask_id if prompt_real is None else torch.where(prompt_real, mask_id, x[:, :P])
-    both = model(input_ids=torch.cat([x, un]),
-                 attention_mask=None if attention_mask is None else torch.cat([attention_mask, attention_mask]),
-                 **forward_kwargs).logits
-    cond, uncond = both.chunk(2)
-    return uncond + (cfg_scale + 1) * (cond - uncond)
-
-
 def _config(config: SamplerConfig | None, settings: dict) -> SamplerConfig:
     """The call's SamplerConfig: ``config``, or one built from the keyword form, never both."""
     given = {k: v for k, v in settings.items() if v is not None}
@@ -211,6 +177,124 @@ def _config(config: SamplerConfig | None, settings: dict) -> SamplerConfig:
     if missing:
         raise ValueError(f"generate: missing {', '.join(missing)} (or pass config=SamplerConfig(...))")
     return SamplerConfig(**given).validate()
+
+
+class _Rows:
+    """The rows still running: all of them (``index`` None, the common path, which then indexes
+    nothing) or the batch rows ``index``."""
+
+    def __init__(self, batch: int, device: torch.device):
+        self.active = torch.ones(batch, dtype=torch.bool, device=device)
+        self.index: torch.Tensor | None = None
+
+    def take(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        return t if (t is None or self.index is None) else t[self.index]
+
+    def write(self, full: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        """Set the running rows of ``full`` (in place) to ``part``; return ``full``."""
+        if self.index is None:
+            full.copy_(part)
+        else:
+            full[self.index] = part.to(full.dtype)
+        return full
+
+    def merge(self, full: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        """``full`` with the running rows set to ``part``: ``part`` itself when all rows run."""
+        return part if self.index is None else self.write(full, part)
+
+    def spread(self, part: torch.Tensor, fill: float) -> torch.Tensor:
+        """``part`` of the running rows as a batch tensor, ``fill`` in rows that stopped."""
+        if self.index is None:
+            return part
+        full = part.new_full((self.active.shape[0], *part.shape[1:]), fill)
+        full[self.index] = part
+        return full
+
+    def stop(self, stop: torch.Tensor) -> torch.Tensor:
+        """End the batch rows ``stop``; return which of the rows that were running go on."""
+        kept = ~self.take(stop)
+        self.active &= ~stop
+        self.index = self.active.nonzero().squeeze(1)
+        return kept
+
+
+class _Capture:
+    """The ``x0`` of every step and the step each position was committed at (``capture=True``)."""
+
+    def __init__(self, batch: int, steps: int, gen_length: int, device: torch.device):
+        self.traj = torch.empty((batch, steps, gen_length), dtype=torch.int32, device=device)
+        self.commit_step = torch.full((batch, gen_length), -1, dtype=torch.long, device=device)
+
+    def record(self, step: int, rows: _Rows, x0: torch.Tensor, commit: torch.Tensor) -> None:
+        rows.write(self.traj[:, step], x0)
+        self.commit_step = rows.merge(self.commit_step, torch.where(commit, step, rows.take(self.commit_step)))
+
+    def commit_rest(self, step: int, still: torch.Tensor) -> None:
+        """Stopping rows commit their masked positions ``still`` at ``step``."""
+        self.commit_step = torch.where(still, step, self.commit_step)
+
+    def result(self, steps_run: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(trajectory [B, steps, G], commit_step) on the CPU; steps after a row stopped repeat its last x0."""
+        last = torch.minimum(torch.arange(steps, device=steps_run.device)[None, :], steps_run[:, None] - 1)
+        traj = self.traj.gather(1, last[:, :, None].expand(-1, -1, self.traj.shape[-1]))
+        return traj.cpu(), self.commit_step.cpu()
+
+
+def _forbid(logits: torch.Tensor, mask_id: int, eos: list[int]) -> torch.Tensor:
+    """The mask token is never a prediction: a committed position must hold a real token (LLaDA
+    gives it no mass anyway; a committed mask would silently re-open the position). ``eos``:
+    further ids never predicted (suppress_eos)."""
+    logits[..., mask_id] = -torch.inf
+    if eos:
+        logits[..., eos] = -torch.inf
+    return logits
+
+
+def _predict(logits: torch.Tensor, temperature: float, generator, rows: _Rows) -> torch.Tensor:
+    """x0: argmax, or float64 Gumbel-max ``exp(logits) / (-log U) ** temperature``."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    lg = logits.to(torch.float64)
+    u = _uniform(tuple(lg.shape), torch.float64, lg.device, generator, rows.index)
+    return (lg.exp() / (-torch.log(u)) ** temperature).argmax(dim=-1)
+
+
+def _gap(logits: torch.Tensor, off: int) -> torch.Tensor:
+    """Top-1 minus top-2 logit per generation position (float32); NaN for the ``off`` cached ones."""
+    top2 = logits.topk(2, dim=-1).values.float()
+    gap = top2[..., 0] - top2[..., 1]
+    return torch.cat([gap.new_full((gap.shape[0], off), torch.nan), gap], dim=1) if off else gap
+
+
+def _choose(logits: torch.Tensor, off: int, xg: torch.Tensor, step: int, schedule: QuotaSchedule | ThresholdSchedule,
+            cfg: SamplerConfig, mask_id: int, generator, rows: _Rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, commit) of one step for the running rows, whose generation span is ``xg``: the
+    prediction of every position (committed ones keep their token) and the positions that the
+    schedule commits now, the most confident candidates of each row's current block."""
+    x0 = _predict(logits, cfg.temperature, generator, rows)
+    if off:  # the cached prefix's positions are committed: they predict themselves
+        x0 = torch.cat([xg[:, :off], x0], dim=1)
+    masked = xg == mask_id
+    x0 = torch.where(masked, x0, xg)
+    starts = schedule.block_starts(masked)
+    positions = torch.arange(xg.shape[1], device=xg.device)
+    candidate = masked & (positions >= starts[:, None]) & (positions < starts[:, None] + cfg.block_length)
+    if cfg.remasking == "low_confidence":
+        conf = block_confidence(logits, x0, starts, cfg.block_length, off)
+    else:
+        conf = _uniform(tuple(xg.shape), torch.float32, xg.device, generator, rows.index)
+    conf = conf.masked_fill(~candidate, -torch.inf)
+    return x0, most_confident(conf, schedule.counts(step, conf, candidate, rows.index))
+
+
+def _stopping(asked, done: torch.Tensor | None, active: torch.Tensor) -> torch.Tensor | None:
+    """The running rows that stop now (bool [B]): those the step callback ``asked`` to stop and
+    those the schedule says are ``done``; None when there are none."""
+    parts = [torch.as_tensor(s, device=active.device).bool() for s in (asked, done) if s is not None]
+    if not parts:
+        return None
+    stop = (parts[0] | parts[1] if len(parts) == 2 else parts[0]) & active
+    return stop if bool(stop.any()) else None
 
 
 @torch.no_grad()
@@ -259,9 +343,8 @@ def generate(
     mask_id, eos = _check_inputs(model, input_ids, attention_mask, cfg, mask_id, eos_id, generator)
     device = input_ids.device
     B, P = input_ids.shape
-    G, spb, block_length = cfg.gen_length, cfg.steps_per_block, cfg.block_length
-    tau = cfg.parallel_threshold
-    steps = cfg.max_steps
+    G, steps = cfg.gen_length, cfg.max_steps
+    forbidden = eos if cfg.suppress_eos else []
 
     x = torch.cat([input_ids.long(), input_ids.new_full((B, G), mask_id, dtype=torch.long)], dim=1)
     am = None
@@ -270,166 +353,46 @@ def generate(
         prompt_real = attention_mask.bool()
         am = torch.cat([attention_mask.long(), attention_mask.new_ones((B, G), dtype=torch.long)], dim=1)
 
-    positions = torch.arange(G, device=device)
-    traj = torch.empty((B, steps, G), dtype=torch.int32, device=device) if capture else None
-    commit_step = torch.full((B, G), -1, dtype=torch.long, device=device) if capture else None
+    schedule = make_schedule(cfg)
+    forward = make_forward(model, cfg, P, mask_id)
+    rows = _Rows(B, device)
+    record = _Capture(B, steps, G, device) if capture else None
     steps_run = torch.full((B,), steps, dtype=torch.long, device=device)
-    # Early stopping state, only touched when a callback exists: `rows` indexes the rows still
-    # running (None = all of them, the common path, which then indexes nothing).
-    active = torch.ones(B, dtype=torch.bool, device=device)
-    rows: torch.Tensor | None = None
-    stopped_any = False
     x0_all = x[:, P:]  # the latest x0 of every row (a stopped row keeps its last); set at step 0
 
-    keep = {"logits_to_keep": G} if forward_accepts(model, "logits_to_keep") else {}
-
-    if cfg.prefix_cache and not forward_accepts(model, "prefix_cache"):
-        raise ValueError("prefix_cache: this model's forward takes no prefix_cache (LLaDAModelLM does)")
-    cache = None  # keys/values of the prompt and the finished blocks, made at each block's first step
-
-    def forward(xa: torch.Tensor, ama: torch.Tensor | None, real: torch.Tensor, start: int) -> tuple[torch.Tensor, int]:
-        """(logits, off): the logits of generation positions ``off`` to ``G``; ``off`` is the
-        current block's ``start`` when its prefix is cached, else 0."""
-        nonlocal cache
-        if cfg.prefix_cache and cache is not None:
-            return _forbid(model(input_ids=xa[:, P + start:], attention_mask=ama, prefix_cache=cache).logits), start
-        if cfg.prefix_cache:
-            out = model(input_ids=xa, attention_mask=ama, cache_prefix=P + start, **keep)
-            cache = out["prefix_cache"]
-            return _forbid(out.logits[:, -G:]), 0
-        return _forbid(guided_logits(model, xa, ama, prompt_length=P, cfg_scale=cfg.cfg_scale, mask_id=mask_id,
-                                     prompt_real=real, **keep)[:, -G:]), 0
-
-    def _forbid(logits: torch.Tensor) -> torch.Tensor:
-        # The mask token is never a prediction: a committed position must hold a real token
-        # (LLaDA gives it no mass anyway; a committed mask would silently re-open the position).
-        logits[..., mask_id] = -torch.inf
-        if cfg.suppress_eos:
-            logits[..., eos] = -torch.inf
-        return logits
-
-    cols = torch.arange(block_length, device=device)
-
-    def block_confidence(logits: torch.Tensor, x0: torch.Tensor, start: int | torch.Tensor, off: int = 0) -> torch.Tensor:
-        """softmax(logits)[x0] over the block at ``start`` (one for all rows, or one per row),
-        -inf elsewhere. A softmax of those rows alone is, bit for bit, the one over the whole
-        span (rows are independent), for a fraction of the float32 [B, positions, V] it would
-        materialise (exp(logit - logsumexp) is cheaper still but rounds differently, and a
-        flipped near-tie changes tokens)."""
-        dt = torch.promote_types(logits.dtype, torch.float32)
-        if isinstance(start, int):  # (logits begin at generation position ``off``)
-            span, tok = logits[:, start - off : start - off + block_length], x0[:, start : start + block_length]
-        else:
-            idx = start[:, None] + cols
-            span, tok = logits.gather(1, idx[:, :, None].expand(-1, -1, logits.shape[-1])), x0.gather(1, idx)
-        p = torch.softmax(span.to(dt), dim=-1).gather(-1, tok[:, :, None]).squeeze(-1)
-        conf = torch.full(x0.shape, -torch.inf, dtype=p.dtype, device=device)
-        if isinstance(start, int):
-            conf[:, start : start + block_length] = p
-        else:
-            conf.scatter_(1, idx, p)
-        return conf
-
     for step in range(steps):
-        xa = x if rows is None else x[rows]
-        ama = am if (am is None or rows is None) else am[rows]
-        real = prompt_real if rows is None else prompt_real[rows]
-        if tau is None and step % spb == 0:  # the exact schedule: each block's quota, set at its start
-            start = step // spb * block_length
-            block_masked = (x[:, P + start : P + start + block_length] == mask_id).sum(dim=1)
-            base, extra = block_masked // spb, block_masked % spb
-            cache = None  # the finished blocks changed: the prefix is cached anew
-        logits, off = forward(xa, ama, real, start if tau is None else 0)
-        if cfg.temperature > 0:
-            lg = logits.to(torch.float64)
-            u = _uniform(tuple(lg.shape), torch.float64, device, generator, rows)
-            x0 = (lg.exp() / (-torch.log(u)) ** cfg.temperature).argmax(dim=-1)
-        else:
-            x0 = logits.argmax(dim=-1)
-        xg = xa[:, P:]
-        if off:  # the cached prefix's positions are committed: they predict themselves
-            x0 = torch.cat([xg[:, :off], x0], dim=1)
-        masked = xg == mask_id
-        x0 = torch.where(masked, x0, xg)
-        if tau is None:
-            # Every row is in the same block; only masked positions up to its end compete.
-            candidate = masked & (positions < start + block_length)
-        else:
-            # Each row in its own current block: the one holding its first masked position.
-            start = masked.int().argmax(dim=1) // block_length * block_length
-            candidate = masked & (positions >= start[:, None]) & (positions < start[:, None] + block_length)
-        if cfg.remasking == "low_confidence":
-            conf = block_confidence(logits, x0, start, off)
-        else:
-            conf = _uniform((x0.shape[0], G), torch.float32, device, generator, rows)
-        conf = conf.masked_fill(~candidate, -torch.inf)
-        if tau is None:
-            k = base + (step % spb < extra).long()
-            if rows is not None:
-                k = k[rows]
-        else:  # every position at or above the threshold, at least one
-            k = torch.minimum((conf >= tau).sum(dim=1).clamp(min=1), candidate.sum(dim=1))
-        # Per-row top-k with per-row k: stable descending sort (ties: leftmost first), keep rank < k.
-        order = conf.argsort(dim=1, descending=True, stable=True)
-        commit = torch.zeros_like(candidate).scatter_(1, order, positions[None, :] < k[:, None])
-        new_gen = torch.where(commit, x0, xg)
-        if rows is None:
-            x[:, P:] = new_gen
-            x0_all = x0
-            if traj is not None:
-                traj[:, step] = x0
-                commit_step = torch.where(commit, step, commit_step)
-        else:
-            x[rows, P:] = new_gen
-            x0_all[rows] = x0
-            if traj is not None:
-                traj[rows, step] = x0.to(torch.int32)
-                commit_step[rows] = torch.where(commit, step, commit_step[rows])
-        stop = None
+        if schedule.begin(step, x[:, P:] == mask_id):
+            forward.restart(schedule.settled)
+        xa = rows.take(x)
+        logits, off = forward(xa, rows.take(am), rows.take(prompt_real))
+        logits = _forbid(logits, mask_id, forbidden)
+        x0, commit = _choose(logits, off, xa[:, P:], step, schedule, cfg, mask_id, generator, rows)
+        rows.write(x[:, P:], torch.where(commit, x0, xa[:, P:]))
+        x0_all = rows.merge(x0_all, x0)
+        if record is not None:
+            record.record(step, rows, x0, commit)
+
+        masked = x[:, P:] == mask_id
+        asked = None
         if step_callback is not None:
-            if callback_gap:
-                top2 = logits.topk(2, dim=-1).values.float()
-                gap_a = top2[..., 0] - top2[..., 1]
-                if off:
-                    gap_a = torch.cat([gap_a.new_full((gap_a.shape[0], off), torch.nan), gap_a], dim=1)
-                if rows is None:
-                    gap = gap_a
-                else:
-                    gap = torch.full((B, G), torch.nan, dtype=torch.float32, device=device)
-                    gap[rows] = gap_a
-                stop = step_callback(step, x0_all, x[:, P:] == mask_id, gap)
-            else:
-                stop = step_callback(step, x0_all, x[:, P:] == mask_id)
-        if tau is not None:  # with parallel decoding a row is done when nothing is masked
-            done = ~(x[:, P:] == mask_id).any(dim=1)
-            stop = done if stop is None else torch.as_tensor(stop, device=device).bool() | done
+            gap = (rows.spread(_gap(logits, off), torch.nan),) if callback_gap else ()
+            asked = step_callback(step, x0_all, masked, *gap)
+        stop = _stopping(asked, schedule.finished(masked), rows.active)
         if stop is None:
             continue
-        stop = torch.as_tensor(stop, device=device).bool() & active
-        if not bool(stop.any()):
-            continue
         # Stopped rows take the current prediction for every position still masked.
-        still = (x[:, P:] == mask_id) & stop[:, None]
+        still = masked & stop[:, None]
         x[:, P:] = torch.where(still, x0_all, x[:, P:])
         steps_run = torch.where(stop, step + 1, steps_run)
-        if commit_step is not None:
-            commit_step = torch.where(still, step, commit_step)
-        active &= ~stop
-        stopped_any = True
-        cache = None  # it holds the rows that were running
-        rows = active.nonzero().squeeze(1)
-        if rows.numel() == 0:
+        if record is not None:
+            record.commit_rest(step, still)
+        forward.keep_rows(rows.stop(stop))
+        if not bool(rows.active.any()):
             break
 
-    trajectory = None
-    if traj is not None:
-        if tau is not None:  # as many captures as the longest row ran
-            steps = int(steps_run.max())
-            traj = traj[:, :steps]
-        if stopped_any:
-            # Steps after a row stopped repeat its last x0.
-            last = torch.minimum(torch.arange(steps, device=device)[None, :], steps_run[:, None] - 1)
-            traj = traj.gather(1, last[:, :, None].expand(B, steps, G))
-        trajectory = traj.cpu()
-    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run,
-                            commit_step=None if commit_step is None else commit_step.cpu())
+    trajectory = commit_step = None
+    if record is not None:
+        # With parallel decoding: as many captures as the longest row ran.
+        ran = steps if cfg.parallel_threshold is None else int(steps_run.max())
+        trajectory, commit_step = record.result(steps_run, ran)
+    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run, commit_step=commit_step)

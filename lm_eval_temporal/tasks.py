@@ -8,7 +8,8 @@ attach its temporal record (see :mod:`lm_eval_temporal.trace`).
 
 Set ``LM_EVAL_TEMPORAL_DATA`` to a folder laid out like the package's offline data
 (``gsm8k/test.jsonl``, ``svamp/test.jsonl``, ``math500/test.jsonl``,
-``countdown/cd3_test.jsonl``) to read local JSON Lines instead of the Hugging Face Hub.
+``countdown/cd3_test.jsonl``) to read local JSON Lines instead of the Hugging Face Hub;
+:func:`fetch_data` (``lm-eval-temporal fetch-data DIR``) builds that folder on a connected machine.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lm_eval_temporal import answers, metrics, trace
+from lm_eval_temporal.errors import DataUnavailable
 
 DATA_ENV = "LM_EVAL_TEMPORAL_DATA"
 
@@ -77,23 +79,26 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def raw_rows(name: str, split: str = "test", data_dir: str | None = None) -> list[dict[str, Any]]:
-    """The rows of a benchmark split: from ``data_dir`` (default ``$LM_EVAL_TEMPORAL_DATA``)
-    when a folder is given, laid out like the package's offline data, else from the Hub."""
-    if (name, split) not in LOCAL_FILES:
-        known = ", ".join(f"{n}/{s}" for n, s in LOCAL_FILES)
-        raise ValueError(f"no {split} split for {name!r}; known: {known}")
-    rel = LOCAL_FILES[name, split]
-    folder = data_dir or os.environ.get(DATA_ENV, "").strip()
-    if folder:
-        path = Path(folder).expanduser() / rel
-        if not path.is_file():
-            source = "data_dir" if data_dir else DATA_ENV
-            raise FileNotFoundError(
-                f"{source}={folder!r} but {path} does not exist; the folder must be laid "
-                f"out like the package's offline data (expected file: {rel})"
-            )
-        return _read_jsonl(path)
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """One JSON object per line, ASCII (as the package's offline copies are), written whole or
+    not at all: an interrupted download never leaves a short file that reads as complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    with part.open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    os.replace(part, path)
+
+
+def offline_hint(files: str) -> str:
+    """What to do without the network: the variable, and the command that builds the folder."""
+    return (f"Offline, set {DATA_ENV} to a folder holding {files}; build it on a connected machine "
+            f"with `lm-eval-temporal fetch-data DIR` and copy it over.")
+
+
+def hub_rows(name: str, split: str = "test", *, then: str | None = None) -> list[dict[str, Any]]:
+    """A benchmark split from its usual source (the Hub; d1's file on GitHub for Countdown),
+    rows as served; :class:`~lm_eval_temporal.errors.DataUnavailable` when it cannot be reached,
+    ending with ``then`` (default: how to run offline)."""
     import datasets
 
     try:
@@ -103,20 +108,61 @@ def raw_rows(name: str, split: str = "test", data_dir: str | None = None) -> lis
             path, config, hub_split = HUB[name, split]
             ds = datasets.load_dataset(path, config, split=hub_split)
     except Exception as exc:
-        raise RuntimeError(
-            f"could not load the {name} {split} split from the network ({type(exc).__name__}: {exc}). "
-            f"Offline, set {DATA_ENV} (or data_dir) to a folder containing {rel}."
-        ) from exc
+        raise DataUnavailable(f"could not load the {name} {split} split from the network ({type(exc).__name__}: "
+                              f"{exc}). {then or offline_hint(LOCAL_FILES[name, split])}") from exc
     return list(ds)
+
+
+def raw_rows(name: str, split: str = "test", data_dir: str | None = None) -> list[dict[str, Any]]:
+    """The rows of a benchmark split: from ``data_dir`` (default ``$LM_EVAL_TEMPORAL_DATA``)
+    when a folder is given, laid out like the package's offline data, else from the Hub."""
+    if (name, split) not in LOCAL_FILES:
+        known = ", ".join(f"{n}/{s}" for n, s in LOCAL_FILES)
+        raise ValueError(f"no {split} split for {name!r}; known: {known}")
+    rel = LOCAL_FILES[name, split]
+    folder = data_dir or os.environ.get(DATA_ENV, "").strip()
+    if not folder:
+        return hub_rows(name, split)
+    path = Path(folder).expanduser() / rel
+    if not path.is_file():
+        source = "data_dir" if data_dir else DATA_ENV
+        raise FileNotFoundError(
+            f"{source}={folder!r} but {path} does not exist; the folder must be laid "
+            f"out like the package's offline data (expected file: {rel})"
+        )
+    return _read_jsonl(path)
+
+
+def fetch_data(out_dir: str | Path, *, overwrite: bool = False) -> list[tuple[Path, bool]]:
+    """Build the offline folder :data:`DATA_ENV` reads: every split of :data:`LOCAL_FILES` from
+    its usual source, at its path under ``out_dir``. Files already there are kept unless
+    ``overwrite`` (so an interrupted download resumes). Returns (path, written) per file."""
+    out = Path(out_dir).expanduser()
+    done = []
+    for (name, split), rel in LOCAL_FILES.items():
+        path = out / rel
+        if path.is_file() and not overwrite:
+            done.append((path, False))
+            continue
+        _write_jsonl(path, hub_rows(name, split, then="fetch-data needs a machine that reaches the Hugging Face "
+                                                        "Hub and raw.githubusercontent.com."))
+        done.append((path, True))
+    return done
+
+
+def _mirrored(path: str | None, name: str | None) -> dict[str, str]:
+    """split -> file under :data:`DATA_ENV` of a Hub dataset the offline folder holds (lm-eval's
+    ``gsm8k`` and ``gsm8k_cot*`` read ``openai/gsm8k`` main); empty for others."""
+    return {split: rel for (task, split), rel in LOCAL_FILES.items() if HUB.get((task, split), (None,))[:2] == (path, name)}
 
 
 def offline_mirror(path: str | None, name: str | None):
     """The splits of a Hub dataset that ``$LM_EVAL_TEMPORAL_DATA`` holds, as a DatasetDict, for
-    lm-eval's built-in tasks (``gsm8k``, ``gsm8k_cot*`` read ``openai/gsm8k`` main), rows as
-    the Hub serves them. None when the variable is unset or the dataset is not one of ours;
-    an error naming the variable and the file when the folder lacks it."""
+    lm-eval's built-in tasks, rows as the Hub serves them. None when the variable is unset or
+    the dataset is not one of ours; an error naming the variable and the file when the folder
+    lacks it."""
     folder = os.environ.get(DATA_ENV, "").strip()
-    splits = {split: rel for (task, split), rel in LOCAL_FILES.items() if HUB.get((task, split), (None,))[:2] == (path, name)}
+    splits = _mirrored(path, name)
     if not folder or not splits:
         return None
     import datasets
@@ -128,6 +174,17 @@ def offline_mirror(path: str | None, name: str | None):
             f"Add the file, unset {DATA_ENV} to use the Hub, or use this package's gsm8k_temporal task.")
     return datasets.DatasetDict({split: datasets.Dataset.from_list(_read_jsonl(Path(folder).expanduser() / rel))
                                  for split, rel in splits.items()})
+
+
+def hub_failure(path: str | None, name: str | None, exc: BaseException) -> DataUnavailable | None:
+    """The error to raise when lm-eval could not download a Hub dataset that the offline folder
+    can hold, naming :data:`DATA_ENV`; None for other datasets (lm-eval's error stands)."""
+    splits = _mirrored(path, name)
+    if not splits:
+        return None
+    config = f" ({name})" if name else ""
+    return DataUnavailable(f"could not load {path}{config} from the Hugging Face Hub "
+                           f"({type(exc).__name__}: {exc}). {offline_hint(' and '.join(splits.values()))}")
 
 
 def _docs(task: str, rows: Iterable[dict[str, Any]], question: Callable, gold: Callable):

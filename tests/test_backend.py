@@ -200,25 +200,77 @@ def test_parallel_decoding_records_the_horizon_and_the_steps_it_ran(tiny_dir, tm
     rows = [TemporalRecord.from_json(json.loads(x)) for x in path.read_text().splitlines()]
     assert all((r.steps, r.steps_run) == (16, 2) for r in rows)
     assert all(r.weights == step_weights(16, "exp", 5.0)[:2] for r in rows)  # the vote's T
-    with pytest.raises(ValueError, match="parallel_threshold needs remasking=low_confidence"):
+    with pytest.raises(ValueError, match="parallel_threshold: needs remasking=low_confidence"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.9, remasking="random")
     with pytest.raises(ValueError, match=r"parallel_threshold='2': expected a number"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold="2")
 
 
 def test_parallel_decoding_with_early_stop_keeps_one_answer_per_step_run(tiny_dir):
-    lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=1e-9, early_stop="stable", stop_window=8, **GEN)
-    for text in lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True):
-        record = trace.split(text)[1]
-        assert record is not None and len(record.answers) == record.steps_run == 2
+    """At this threshold parallel decoding takes the rows 8 to 16 steps: room for a stop window
+    of 3 to end some of them earlier. The rows' forward passes (counted on the model) are the
+    steps the records say they ran."""
+    reqs = [req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS)]
+    runs, row_forwards = {}, {}
+    for early_stop in ("none", "stable"):
+        lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.6, early_stop=early_stop, stop_window=3,
+                             **GEN)
+        rows = row_forwards[early_stop] = []
+        lm.loaded.model.register_forward_pre_hook(
+            lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+        runs[early_stop] = [trace.split(text)[1] for text in lm.generate_until(reqs, disable_tqdm=True)]
+    for alone, stopped in zip(runs["none"], runs["stable"]):
+        assert len(stopped.answers) == stopped.steps_run <= alone.steps_run
+    assert sum(s.steps_run < a.steps_run for a, s in zip(runs["none"], runs["stable"])) >= 3
+    for early_stop, records in runs.items():
+        assert sum(row_forwards[early_stop]) == sum(r.steps_run for r in records)
 
 
-def test_prefix_cache_option_through_the_backend(tiny_dir):
-    exact = LLaDATemporalLM(pretrained=str(tiny_dir), gen_length=16, steps=2, block_length=8)
-    cached = LLaDATemporalLM(pretrained=str(tiny_dir), gen_length=16, steps=2, block_length=8, prefix_cache="true")
+def test_prefix_cache_option_through_the_backend(tmp_path):
+    """Four steps per block: the cache is made at each block's first step and reused for the
+    other three (counted on the model's forward). The model has one layer, so the cached
+    keys/values depend on the prefix tokens alone and the cache must give the exact outputs."""
+    from tiny_models import build_tiny_llada
+
+    one_layer = dict(pretrained=str(build_tiny_llada(tmp_path / "one_layer", n_layers=1)), **GEN)
+    exact = LLaDATemporalLM(**one_layer)
+    cached = LLaDATemporalLM(**one_layer, prefix_cache="true")
+    calls = []
+    cached.loaded.model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs.get("prefix_cache") is not None), with_kwargs=True)
     reqs = [req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])]
-    # one step per block: every step runs the whole canvas, so the cache changes nothing
     assert cached.generate_until(reqs, disable_tqdm=True) == exact.generate_until(reqs, disable_tqdm=True)
+    per_batch = ([False] + [True] * 3) * 2  # gen_length 16 in two blocks of 8, four steps each
+    assert calls and calls == per_batch * (len(calls) // len(per_batch))
     assert cached.get_model_info()["llada_temporal"]["settings"]["prefix_cache"] is True
-    with pytest.raises(ValueError, match="prefix_cache is not available with cfg_scale"):
-        LLaDATemporalLM(pretrained=str(tiny_dir), prefix_cache=True, cfg_scale=1)
+    with pytest.raises(ValueError, match="prefix_cache: not available with cfg_scale"):
+        LLaDATemporalLM(pretrained=one_layer["pretrained"], prefix_cache=True, cfg_scale=1)
+
+
+def test_progress_bar_is_closed_when_a_batch_raises(tiny_dir, monkeypatch):
+    import tqdm
+
+    import lm_eval_temporal.backend as backend
+
+    bars = []  # held here, so no bar is closed by garbage collection
+
+    class RecordingBar(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.closed = False
+            bars.append(self)
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(backend, "tqdm", RecordingBar)
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), **GEN)
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(lm.pipeline, "sample", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        lm.generate_until([req(p) for p in PROMPTS[:2]])
+    assert [bar.closed for bar in bars] == [True]

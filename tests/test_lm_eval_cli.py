@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import offline_data
 import pytest
 
 from lm_eval_temporal import trace
@@ -18,8 +19,7 @@ pytestmark = pytest.mark.slow
 LM_EVAL = os.path.join(os.path.dirname(sys.executable), "lm_eval")
 TASKS = ["gsm8k_temporal", "svamp", "math500", "countdown"]
 METRICS = ["exact_match", "final_pass", "ever_pass", "tse"]
-# Absolute: the lm_eval subprocesses run in a temporary folder.
-DATA = os.path.abspath(os.environ.get("LM_EVAL_TEMPORAL_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = str(offline_data.DATA)  # absolute: the lm_eval subprocesses run in a temporary folder
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,9 @@ def tiny_dir(tmp_path_factory):
     return build_tiny_llada(tmp_path_factory.mktemp("cli_llada"))
 
 
-def lm_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LM_EVAL_TEMPORAL_DATA": DATA, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def lm_eval(*args: str, cwd: Path, data: str | None = DATA) -> subprocess.CompletedProcess:
+    """``lm_eval ARGS`` offline, reading the offline folder ``data`` (None: the variable unset)."""
+    env = {**os.environ, "LM_EVAL_TEMPORAL_DATA": data or "", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run([LM_EVAL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
 
 
@@ -72,7 +73,10 @@ def test_four_tasks_report_four_metrics_log_samples_and_cache(tiny_dir, tmp_path
 def test_invalid_model_args_fail_fast_with_named_error(tmp_path):
     r = lm_eval("--model", "llada_temporal", "--model_args", "vote=majority", "--tasks", "arith_chain", "--limit", "1", cwd=tmp_path)
     assert r.returncode != 0
-    assert "vote='majority': expected one of none, fixed, linear, exp" in r.stderr
+    # The message alone, as the last line: no traceback through lm-eval's internals.
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("lm_eval: error: model argument vote='majority': expected one of none, fixed, linear, exp")
 
 
 def test_embedded_model_arith_chain_and_lm_eval_run_subcommand(tmp_path):
@@ -88,7 +92,7 @@ def test_embedded_model_arith_chain_and_lm_eval_run_subcommand(tmp_path):
     assert info["version"] and info["settings"]["vote"] == "exp" and info["temporal"]["alpha"] == 5.0
     assert [(s["gen_length"], s["steps"], s["block_length"], s["rounded"]) for s in info["schedules"]] == [(32, 32, 8, [])]
     assert info["checkpoint"]["pretrained"] == "embedded" and len(info["checkpoint"]["weights_sha256"]) == 64
-    assert "llada_temporal: model=embedded gen_length/steps/block_length=32/32/8" in r.stderr
+    assert "llada_temporal: pretrained=embedded " in r.stderr and " gen_length=32 steps=32 block_length=8 " in r.stderr
     assert "CUDA is not available" not in r.stderr  # lm-eval's default device is not the user's choice
 
 
@@ -101,6 +105,37 @@ def test_headline_command_runs_offline_with_builtin_gsm8k(tiny_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = results_of(tmp_path / "o")
     assert "exact_match,strict-match" in res["gsm8k"] and "tse,none" in res["svamp"]
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")
+def test_used_by_command_on_the_embedded_model_says_why_it_scores_zero(tmp_path):
+    """The README's used-by command without model args: the embedded model meets tasks it was not
+    trained for, and the run says so at start, naming the real command."""
+    r = lm_eval("--model", "llada_temporal", "--tasks", "gsm8k,svamp", "--limit", "2", "--batch_size", "4",
+                "--output_path", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("runs the embedded 1.9M-parameter arithmetic model") == 1
+    assert ("--model_args pretrained=GSAI-ML/LLaDA-8B-Instruct,gen_length=256,steps=128,block_length=32 "
+            "--tasks gsm8k,svamp --apply_chat_template") in r.stderr
+    (path,) = glob.glob(str(tmp_path / "o" / "**" / "results_*.json"), recursive=True)
+    config = json.loads(Path(path).read_text())["config"]
+    info = config["llada_temporal"]
+    assert [s["tasks"] for s in info["schedules"]] == [["gsm8k", "svamp"]]
+    import torch
+
+    if not torch.cuda.is_available():  # lm-eval records its default --device, cuda:0, all the same
+        assert config["device"] == "cuda:0" and info["device"] == "cpu"
+        assert info["device_note"] == "config.device=cuda:0 was asked for; the model ran on cpu"
+
+
+def test_builtin_gsm8k_without_the_offline_folder_fails_fast_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cached copy of openai/gsm8k either
+    r = lm_eval("--model", "llada_temporal", "--tasks", "gsm8k", "--limit", "1", cwd=tmp_path, data=None)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("lm_eval: error: could not load openai/gsm8k (main) from the Hugging Face Hub"), last
+    assert "LM_EVAL_TEMPORAL_DATA" in last and "lm-eval-temporal fetch-data DIR" in last
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason=f"offline benchmark data not found at {DATA}")

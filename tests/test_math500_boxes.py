@@ -2,8 +2,9 @@
 
 The rule (lm_eval_temporal/answers/latex.py, ``final_boxes``): the last box wins -- a partly
 denoised canvas often holds a stale box and a new one, and models restate an answer in a second
-box -- except for one answer in several parts: boxes on one line separated from the last one
-only by a comma and/or "and" are joined by ", " and compared as a set by math-verify.
+box -- except for one answer in several parts: in a generation, boxes on one line separated from
+the next one only by a comma and/or "and" (perhaps naming the next part, "and y =") are joined
+by ", " and compared as a set by math-verify; in a gold, boxes math-verify itself joins.
 
 The "last box wins" cases are tails of real LLaDA-8B-Instruct outputs
 (``llada_generations/math500_instruct_256_128_<file>_generations.json``, item index), copied by
@@ -16,17 +17,15 @@ those files is unchanged).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
+import offline_data
 import pytest
 
 from lm_eval_temporal.answers import equivalent, extract_answer, is_correct, normalize_gold
 from lm_eval_temporal.answers.latex import clean_math, final_boxes
 from lm_eval_temporal.answers.text import boxes, clean
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("LM_EVAL_TEMPORAL_DATA", "").strip() or REPO.parent / "shared" / "data").expanduser()
+DATA = offline_data.DATA
 GENERATIONS = DATA / "llada_generations"
 EOT = "<|eot_id|><|endoftext|>"
 
@@ -79,6 +78,50 @@ def test_multi_part_answers_are_scored_as_sets():
     assert equivalent("1, -2", "-2, 1", "math500")
     # The paper protocol keeps the official last box.
     assert extract_answer("\\boxed{1} and \\boxed{-2}", "math500", protocol="paper") == "-2"
+
+
+# Math-Verify's own regression cases (huggingface/Math-Verify, tests/test_all.py
+# test_math_extraction_additional_cases and tests/test_boxed.py; there ``compare_strings(gold,
+# pred)`` is 1): golds whose boxes are one answer, and a prediction that boxes the parts of its
+# answer separately with words between them.
+MATH_VERIFY_CASES = [
+    ("$\\boxed{1}\\boxed{2}$", "$\\boxed{1,2}$"),  # adjacent boxes in the gold
+    ("$\\\\boxed{35 cm} ++++++ \\\\boxed{4}$", "${35 cm,4}$"),  # separated by a short run of text
+    ("... This factors as $(n - 1)(n + 2) = 0,$ so the solutions are $n = \\boxed{1,-2}.$",
+     "**Final Answer** The integers are \\boxed{-2} and \\boxed{1}. </think> ... Thus, the integers "
+     "\\( n \\) such that \\( f(n) = n \\) are: \\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}. \\]"),
+]
+
+
+@pytest.mark.parametrize("gold, pred", MATH_VERIFY_CASES)
+def test_math_verify_multi_box_cases(gold, pred):
+    assert is_correct(pred, gold, "math500")
+
+
+@pytest.mark.parametrize("gold, want", [
+    ("$\\boxed{1}\\boxed{2}$", "1, 2"),
+    ("\\boxed{1} \\boxed{2}", "1, 2"),
+    ("the roots are $\\boxed{2}$ or $\\boxed{3}$", "2, 3"),
+    ("\\boxed{A}; and the other is \\boxed{B}", "A, B"),
+    ("\\boxed{5} and \\boxed{5}", "5"),  # the parts agree: one answer
+    ("\\boxed{2} is wrong. Checking each step again very carefully from the start shows that it is \\boxed{3}",
+     "3"),  # too far apart
+])
+def test_gold_boxes_read_as_math_verify_reads_them(gold, want):
+    assert normalize_gold(gold, "math500") == want
+
+
+@pytest.mark.parametrize("text, want", [
+    ("So $x = \\boxed{1}$ and $y = \\boxed{2}$.", "1, 2"),  # parts named with words between them
+    ("a_1 = \\boxed{3}, a_{2} = \\boxed{5}", "3, 5"),
+    ("\\boxed{7} and \\boxed{7}", "7"),
+    ("\\boxed{1}\\boxed{2}", "2"),  # a generation's adjacent boxes stay apart: likely a stale box
+    ("$x = \\boxed{2}$ or $x = \\boxed{3}$", "3"),
+])
+def test_generation_parts_with_words_between(text, want):
+    assert extract_answer(text, "math500") == want
+    if "," in want:  # scored as a set: the parts in another order are the same answer
+        assert is_correct(text, ", ".join(reversed(want.split(", "))), "math500")
 
 
 def test_gold_written_as_a_solution():

@@ -138,3 +138,48 @@ def test_option_parsing_imports_neither_torch_nor_lm_eval():
             "lm_eval_temporal.tcr.config; print(sorted(m for m in ('torch', 'lm_eval') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("value", [dict(parallel_threshold=1.5), dict(cfg_scale=-0.5), dict(remasking="topk")])
+def test_a_field_rule_says_the_same_words_from_model_args_and_the_sampler(value):
+    from lm_eval_temporal.config import SamplerConfig
+
+    with pytest.raises(ValueError) as parsed:
+        parse_options(value)
+    with pytest.raises(ValueError) as built:
+        SamplerConfig(gen_length=8, steps=4, block_length=4, **value).validate()
+    assert str(parsed.value) == f"model argument {built.value}"
+
+
+@pytest.mark.parametrize("value, message", [(dict(steps=4.0), "steps=4.0: expected an integer"),
+                                            (dict(suppress_eos="no"), "suppress_eos='no': expected true or false"),
+                                            (dict(temperature="0.5"), "temperature='0.5': expected a number")])
+def test_a_config_built_in_code_is_not_converted(value, message):
+    from lm_eval_temporal.config import SamplerConfig
+
+    with pytest.raises(ValueError) as e:
+        SamplerConfig(**{**dict(gen_length=8, steps=4, block_length=4), **value}).validate()
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("combination", [dict(parallel_threshold=0.9, remasking="random"),
+                                         dict(prefix_cache=True, cfg_scale=1.0),
+                                         dict(prefix_cache=True, parallel_threshold=0.9)])
+def test_a_combination_rule_says_the_same_words_from_model_args_and_the_sampler(combination):
+    from lm_eval_temporal.config import SamplerConfig
+
+    with pytest.raises(ValueError) as parsed:
+        parse_options({k: str(v) for k, v in combination.items()})
+    with pytest.raises(ValueError) as built:
+        SamplerConfig(gen_length=8, steps=4, block_length=4, **combination).validate()
+    assert str(parsed.value) == f"model arguments: {built.value}"
+
+
+def test_a_block_length_cut_to_a_short_task_is_reported_as_rounded():
+    from lm_eval_temporal.options import resolve_sampler
+
+    cfg, rounded = resolve_sampler(parse_options({"block_length": "32", "steps": "16"}), {"max_gen_toks": 16})
+    assert (cfg.gen_length, cfg.block_length, cfg.steps) == (16, 16, 16)
+    assert rounded == ["block_length 32 -> 16 (at most gen_length=16)"]
+    # the paper's block of 32 is a default, not the user's: cutting it is not news
+    assert resolve_sampler(parse_options({}), {"max_gen_toks": 16})[1] == []

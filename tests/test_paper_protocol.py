@@ -8,18 +8,16 @@ tests skip without the data folder; the hand-written cases below run everywhere.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 
+import offline_data
 import pytest
 
 from lm_eval_temporal import answers
 from lm_eval_temporal.answers import paper
 from lm_eval_temporal.temporal import vote
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("LM_EVAL_TEMPORAL_DATA", "").strip() or REPO.parent / "shared" / "data").expanduser()
+DATA = offline_data.DATA
 PROTOCOL = DATA / "official_protocol"
 PAPER_TOTALS = {"gsm8k": (863, 1130, 76.37), "math500": (162, 500, 32.40), "countdown": (50, 256, 19.53)}
 
@@ -101,10 +99,6 @@ PARSES = [
     ("gsm8k", "\\boxed{6,277}", "6.0"),
     ("gsm8k", "\\boxed{-0}", "0.0"),  # one key with 0, as one float
     ("svamp", b"\\boxed{3}", "3.0"),
-    # No box gives a number: the <answer> content as a float, else (gsm8k only) its last number.
-    ("gsm8k", "<answer> 42 </answer>", "42.0"),
-    ("gsm8k", "<answer>3 apples and 5 pears</answer>", "5.0"),
-    ("svamp", "<answer>3 apples</answer>", None),
     ("gsm8k", "the answer is 18", None),
     # math500: the last box; no box -> the whole text; unclosed -> the <answer> content.
     ("math500", "The answer is $\\frac{1}{2}$.", "The answer is $\\frac{1}{2}$."),
@@ -129,6 +123,36 @@ PARSES = [
 @pytest.mark.parametrize("task, text, want", PARSES)
 def test_paper_parse(task, text, want):
     assert answers.extract_answer(text, task, protocol="paper") == want
+
+
+# gsm8k and svamp share one official parser (the reference README: "then its last number:
+# numbers[-1], for gsm8k and svamp alike"); each branch of it, for both tasks.
+NUMBER_BRANCHES = [
+    # A box: its content as a float; else the box's FIRST number.
+    ("\\boxed{ 18.5 }", "18.5"),
+    ("\\boxed{3 apples and 5 pears}", "3.0"),
+    # No box gives one: the first <answer>'s stripped content as a float; else its LAST number.
+    ("<answer> 42 </answer>", "42.0"),
+    ("<answer>3 apples and 5 pears</answer>", "5.0"),
+    ("<answer>He has 12 - 4 = 8 marbles</answer> <answer>9</answer>", "8.0"),  # the first tag only
+    ("\\boxed{...} <answer>-7 degrees, then -2.5</answer>", "-2.5"),  # no number in the box
+    ("<answer>no number</answer>", None),
+    ("<answer></answer>", None),
+]
+
+
+@pytest.mark.parametrize("task", ["gsm8k", "svamp"])
+@pytest.mark.parametrize("text, want", NUMBER_BRANCHES)
+def test_gsm8k_and_svamp_parse_alike(task, text, want):
+    assert answers.extract_answer(text, task, protocol="paper") == want
+
+
+def test_svamp_answer_tag_reads_its_last_number():
+    """The defect: SVAMP's <answer> fallback read nothing where the official parser reads the
+    tag's last number, so such an answer was scored wrong."""
+    text = "Jack had 8 pens and gave 3 away. <answer>8 - 3 = 5 pens</answer>"
+    assert answers.extract_answer(text, "svamp", protocol="paper") == "5.0"
+    assert answers.is_correct(text, 5, "svamp", protocol="paper")
 
 
 SCORES = [

@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lm_eval_temporal.config import TemporalConfig
 from lm_eval_temporal.loading import load_model
+from lm_eval_temporal.pipeline import TemporalPipeline
 from lm_eval_temporal.sampler import GenerationOutput, SamplerConfig, generate
 from tiny_models import EOS_ID, MASK_ID, PAD_ID, build_tiny_llada, tiny_llada
 
@@ -23,11 +26,16 @@ PROMPTS = [[5, 17, 40, 22, 9, 61, 33], [70, 12], [44, 8, 91, 19, 27]]
 
 
 @pytest.fixture(scope="module")
-def model64(tmp_path_factory):
+def loaded64(tmp_path_factory):
     """Loaded the way users load models, in float64 so the batched and the naive code agree
     to the last bit and token equality cannot hinge on rounding."""
     d = build_tiny_llada(tmp_path_factory.mktemp("tiny_llada"), seed=0)
-    return load_model(str(d), dtype="float64", device="cpu").model
+    return load_model(str(d), dtype="float64", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def model64(loaded64):
+    return loaded64.model
 
 
 def generate_with_commits(model, ids, attn=None, callback=None, **gen):
@@ -340,7 +348,7 @@ GOOD = dict(gen_length=8, steps=4, block_length=4)
     [
         (dict(gen_length=10, block_length=4, steps=5), "gen_length must be a multiple of block_length"),
         (dict(gen_length=12, block_length=4, steps=4), r"steps=4: expected a multiple of the number of blocks"),
-        (dict(steps=0), "steps=0: expected a positive integer"),
+        (dict(steps=0), "steps=0: expected an integer >= 1"),
         (dict(steps=16, block_length=8), r"steps=16: expected 1 <= steps <= gen_length=8"),
         (dict(gen_length=0), "gen_length=0"),
         (dict(remasking="topk"), "remasking='topk': expected one of low_confidence, random"),
@@ -463,14 +471,39 @@ def test_parallel_threshold_commits_whole_blocks_and_rows_stay_independent(model
 # --------------------------------------------------------------------------- prefix cache
 
 
-def test_prefix_cache_is_exact_at_block_starts_and_rows_stay_independent(model64):
-    """With one step per block every step starts a block (the whole canvas runs): the cache
-    changes nothing. With more steps per block it is an approximation, still row-independent."""
+@contextmanager
+def cached_calls(model):
+    """The model's forward calls while the block runs, True for each that attended to a cached
+    prefix (``prefix_cache=...``) instead of running the whole canvas."""
+    calls = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs.get("prefix_cache") is not None), with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        hook.remove()
+
+
+def test_prefix_cache_is_reused_and_exact_where_the_prefix_cannot_see_the_canvas(model64):
+    """Four steps per block: each block runs the whole canvas once, then three steps on the
+    cache. In a one-layer model the cached keys/values of the prompt and the finished blocks
+    depend on those tokens alone, never on the rest of the canvas, so the cache is exact there;
+    with two layers they saw the canvas of the block's first step, and the tokens differ."""
+    ids, attn = left_pad(PROMPTS)
+    gen = dict(gen_length=12, steps=12, block_length=4, capture=True)
+    one_layer = tiny_llada(0, dtype=torch.float64, n_layers=1)
+    with cached_calls(one_layer) as calls:
+        cached = generate(one_layer, ids, attn, prefix_cache=True, **gen)
+    assert calls == ([False] + [True] * 3) * 3
+    exact = generate(one_layer, ids, attn, **gen)
+    assert torch.equal(exact.sequences, cached.sequences) and torch.equal(exact.trajectory, cached.trajectory)
+    approx = generate(model64, ids, attn, prefix_cache=True, **gen)
+    assert not torch.equal(approx.sequences, generate(model64, ids, attn, **gen).sequences)
+
+
+def test_prefix_cache_rows_stay_independent(model64):
     ids, attn = left_pad(PROMPTS)
     gen = dict(gen_length=12, block_length=4, capture=True)
-    exact = generate(model64, ids, attn, steps=3, **gen)
-    cached = generate(model64, ids, attn, steps=3, prefix_cache=True, **gen)
-    assert torch.equal(exact.sequences, cached.sequences) and torch.equal(exact.trajectory, cached.trajectory)
     approx = generate(model64, ids, attn, steps=12, prefix_cache=True, **gen)
     assert approx.trajectory.shape == (3, 12, 12) and not (approx.sequences == MASK_ID).any()
     P = ids.shape[1]
@@ -478,6 +511,23 @@ def test_prefix_cache_is_exact_at_block_starts_and_rows_stay_independent(model64
         alone = generate(model64, torch.tensor([p]), steps=12, prefix_cache=True, **gen)
         assert torch.equal(approx.sequences[r, P:], alone.sequences[0, len(p):])
         assert torch.equal(approx.trajectory[r], alone.trajectory[0])
+
+
+def test_prefix_cache_with_early_stop_gives_each_row_its_tokens_alone(loaded64):
+    """Rows that stop leave the batch; the others keep their rows of the cache. (Making the
+    cache anew mid-block gave them keys/values of a later canvas than they would have alone.)"""
+    prompts = ["Q:1+2=?", "Q:a much longer prompt 12+30-7=?", "x", "Q:9*9", "Tom has 3 apples and buys 4 more.",
+               "Q:2", "hello world", "Q:100-1"]
+    pipe = TemporalPipeline(loaded64, TemporalConfig(early_stop="stable", stop_window=3))
+    sampler = SamplerConfig(gen_length=24, steps=24, block_length=8, prefix_cache=True)
+    batch = pipe.run(prompts, sampler, "gsm8k")
+    ran = [len(r.answers) for r in batch.records]
+    # rows stop at several different steps, some in the middle of a block
+    assert len(set(ran)) >= 4 and sum(n < 24 and n % 8 != 0 for n in ran) >= 3, ran
+    for r, p in enumerate(prompts):
+        alone = pipe.run([p], sampler, "gsm8k")
+        assert torch.equal(batch.sequences[r], alone.sequences[0]), r
+        assert batch.records[r].answers == alone.records[0].answers, r
 
 
 def test_prefix_cache_refuses_what_it_cannot_do(model64):

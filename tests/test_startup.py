@@ -89,3 +89,29 @@ def test_cli_ls_tasks_lists_ours():
     assert r.returncode == 0, r.stderr
     for t in OURS:
         assert f"|{t} " in r.stdout
+
+
+def test_only_the_lm_eval_command_prints_user_errors_without_a_traceback():
+    """A program that uses lm_eval as a library keeps its tracebacks; the lm_eval command prints
+    a UserError's message alone (an argument error, unreachable data)."""
+    from lm_eval_temporal._startup import is_lm_eval_command
+
+    assert is_lm_eval_command("/venv/bin/lm_eval") and is_lm_eval_command("/venv/bin/lm-eval")
+    assert is_lm_eval_command(os.path.join("/venv/lib/site-packages", "lm_eval", "__main__.py"))
+    assert not is_lm_eval_command("/usr/bin/python") and not is_lm_eval_command("-c")
+    raise_it = textwrap.dedent("""
+        import sys
+        {setup}
+        import lm_eval.api.registry
+        from lm_eval_temporal.options import parse_options
+        parse_options({{"vote": "majority"}})
+    """)
+    library = run(raise_it.format(setup=""))
+    assert "Traceback" in library.stderr and "OptionError: model argument vote='majority'" in library.stderr
+    command = run(raise_it.format(setup="sys.argv[0] = '/venv/bin/lm_eval'"))
+    assert command.returncode == 1
+    assert command.stderr.strip().splitlines() == [
+        "lm_eval: error: model argument vote='majority': expected one of none, fixed, linear, exp, gated"]
+    other = run(raise_it.format(setup="sys.argv[0] = '/venv/bin/lm_eval'").replace(
+        'parse_options({"vote": "majority"})', 'raise KeyError("a bug")'))
+    assert "Traceback" in other.stderr and "KeyError: 'a bug'" in other.stderr

@@ -447,12 +447,13 @@ def test_prompt_order_and_arith_problems():
 
 
 def test_local_train_splits(monkeypatch):
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (data / "gsm8k" / "train.jsonl").is_file():
-        pytest.skip("no local data folder")
+    from offline_data import DATA, DATA_ENV, data_file
+
+    data_file("gsm8k/train.jsonl")
+    data_file("svamp/train.jsonl")
     from lm_eval_temporal.tcr.data import format_prompt, load_problems
 
-    monkeypatch.setenv("LM_EVAL_TEMPORAL_DATA", str(data))
+    monkeypatch.setenv(DATA_ENV, str(DATA))
     g = load_problems("gsm8k", limit=3)
     assert g[0].question.startswith("Natalia") and str(g[0].gold) in ("72", "72.0")
     assert g[0].user_prompt.endswith("\n\n" + g[0].question) and "\\boxed{}" in g[0].user_prompt

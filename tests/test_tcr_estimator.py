@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from offline_data import DATA, data_file
 from tiny_models import build_tokenizer, tiny_llada
 
 from lm_eval_temporal import tasks
@@ -268,21 +269,15 @@ def test_countdown_generator_reachable_deterministic_and_held_out():
 
 
 def test_countdown_training_never_meets_the_test_file(tmp_path, monkeypatch):
-    import os
-
     from lm_eval_temporal.tcr import countdown
     from lm_eval_temporal.tcr.data import load_problems
 
-    given = os.environ.get(tasks.DATA_ENV)
     # The wording is the evaluation task's (tasks.load_countdown) for the same numbers.
     (tmp_path / "countdown").mkdir()
     (tmp_path / "countdown" / "cd3_test.jsonl").write_text('{"input": "30,100,93", "output": "23"}\n')
     monkeypatch.setenv(tasks.DATA_ENV, str(tmp_path))
     assert tasks.load_countdown()["test"][0]["question"] == countdown.question_text([30, 100, 93], 23)
-    folder = Path(given) if given else Path(__file__).resolve().parents[2] / "shared" / "data"
-    test_file = folder / "countdown" / "cd3_test.jsonl"
-    if not test_file.is_file():
-        pytest.skip("no countdown test file")
+    test_file = data_file("countdown/cd3_test.jsonl")
     rows = [json.loads(x) for x in test_file.read_text().splitlines() if x.strip()]
     problems = [([int(n) for n in r["input"].split(",")], int(r["output"])) for r in rows]
     assert len(problems) == 256 and all(countdown.is_held_out(*p) for p in problems)
@@ -293,12 +288,11 @@ def test_countdown_training_never_meets_the_test_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("dataset", ["gsm8k", "svamp", "countdown", "arith_chain"])
 def test_every_dataset_loads_offline(dataset, monkeypatch):
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if dataset in ("gsm8k", "svamp") and not (data / dataset / "train.jsonl").is_file():
-        pytest.skip("no local data folder")
+    if dataset in ("gsm8k", "svamp"):
+        data_file(f"{dataset}/train.jsonl")
     from lm_eval_temporal.tcr.data import load_problems
 
-    monkeypatch.setenv(tasks.DATA_ENV, str(data))
+    monkeypatch.setenv(tasks.DATA_ENV, str(DATA))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     cfg = config.load_config(None, ["--dataset", dataset, "--max_train_prompts", "4"])

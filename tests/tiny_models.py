@@ -82,11 +82,12 @@ def tiny_llada(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
     return LLaDAModelLM(tiny_llada_config(**overrides)).to(dtype).eval()
 
 
-def build_tiny_llada(tmp_path: str | Path, seed: int = 0) -> Path:
-    """Save a random tiny LLaDA and the char tokenizer to ``tmp_path``; return the directory."""
+def build_tiny_llada(tmp_path: str | Path, seed: int = 0, **overrides) -> Path:
+    """Save a random tiny LLaDA (config ``overrides`` as in :func:`tiny_llada_config`) and the
+    char tokenizer to ``tmp_path``; return the directory."""
     out = Path(tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    tiny_llada(seed).save_pretrained(str(out))
+    tiny_llada(seed, **overrides).save_pretrained(str(out))
     build_tokenizer().save_pretrained(str(out))
     return out
 

@@ -7,7 +7,10 @@ the same answer; this package is that single source. Public API (stable):
 - :func:`extract_answer` ``(text, task) -> str | None``: the canonical answer in a generation.
 - :func:`equivalent` ``(a, b, task) -> bool``: whether two *extracted* answers are the same
   answer (cached per distinct pair; symmetric); :func:`equivalence` ``(task, cluster)`` gives
-  it bound to a task, or None for exact-string clustering.
+  it bound to a task, or None for exact-string clustering. A math-verify check that runs out
+  of time is not equivalent for that call, is not cached, and is counted:
+  :func:`scorer_stats` ``(since=None) -> dict`` (``calls``, ``unknown``, ``timeouts``, ...).
+- :func:`clear_caches` and :func:`cache_info`: the extraction and equivalence caches.
 - :func:`is_correct` ``(text, gold, task) -> bool``: the answer in ``text`` matches ``gold``.
 - :func:`normalize_gold` ``(gold, task)``: the gold answer in the form the two above expect.
 - :data:`TASKS` (names), :data:`TASK_ALIASES`, :func:`canonical_task`; :func:`answer_task`
@@ -35,19 +38,19 @@ from __future__ import annotations
 
 from lm_eval_temporal.answers.api import (
     PROTOCOLS,
-    _equivalent_cached,
-
-    _extract_cached,
     answer_correct,
+    cache_info,
+    clear_caches,
     equivalence,
     equivalent,
     extract_answer,
     is_correct,
     normalize_gold,
+    scorer_stats,
 )
 from lm_eval_temporal.answers.registry import TASK_ALIASES, TASKS, AnswerTask, answer_task, canonical_task
 from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS
-from lm_eval_temporal.answers.verify import MATH_TIMEOUT_S, _MathWorker
+from lm_eval_temporal.answers.verify import MATH_TIMEOUT_S
 
 __all__ = [
     "TASKS",
@@ -65,4 +68,7 @@ __all__ = [
     "is_correct",
     "answer_correct",
     "normalize_gold",
+    "scorer_stats",
+    "clear_caches",
+    "cache_info",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import lru_cache, partial
 from typing import Any, Callable
 
-from lm_eval_temporal.answers import paper
+from lm_eval_temporal.answers import paper, verify
 from lm_eval_temporal.answers.latex import clean_math
 from lm_eval_temporal.answers.registry import REGISTRY, answer_task, canonical_task
 from lm_eval_temporal.answers.text import MAX_ANSWER_CHARS, MAX_TEXT_CHARS, clean, coerce_text
@@ -78,16 +78,22 @@ def _extract_paper(s: str | None, task: str) -> str | None:
         return None
 
 
+class _NoVerdict(Exception):
+    """A check that gave no verdict in time, raised through the cache, which keeps no entry for
+    a call that raises: the pair is checked again next time instead of staying wrong."""
+
+
 @lru_cache(maxsize=65_536)
-def _equivalent_cached(a: str, b: str, task: str) -> bool:
-    return REGISTRY[task].equivalent(a, b)
+def _verdict_cached(a: str, b: str, task: str) -> bool:
+    got = REGISTRY[task].equivalent(a, b)
+    if got is None:
+        raise _NoVerdict
+    return got
 
 
-def equivalent(a: str | None, b: str | None, task: str) -> bool:
-    """Whether two extracted answers are the same answer for ``task`` (symmetric, cached).
-
-    None is never equivalent to anything (a step without an answer casts no vote).
-    """
+def _verdict(a: str | None, b: str | None, task: str) -> bool | None:
+    """Whether two extracted answers are the same answer: True, False, or None (unknown: a
+    time-bounded check ran out of time; counted in :func:`scorer_stats`, never cached)."""
     task = canonical_task(task)
     a, b = coerce_text(a), coerce_text(b)
     if a is None or b is None:
@@ -99,9 +105,43 @@ def equivalent(a: str | None, b: str | None, task: str) -> bool:
     if b < a:  # one cache entry per unordered pair
         a, b = b, a
     try:
-        return _equivalent_cached(a, b, task)
+        return _verdict_cached(a, b, task)
+    except _NoVerdict:
+        return None
     except Exception:  # noqa: BLE001
         return False
+
+
+def equivalent(a: str | None, b: str | None, task: str) -> bool:
+    """Whether two extracted answers are the same answer for ``task`` (symmetric, cached).
+
+    None is never equivalent to anything (a step without an answer casts no vote). A pair whose
+    check ran out of time (math-verify, MATH500) is not equivalent for this call: a vote does
+    not merge the two answers and a score counts the answer wrong. It is counted
+    (:func:`scorer_stats`) and not cached, so a later call checks it again.
+    """
+    return _verdict(a, b, task) is True
+
+
+def scorer_stats(since: dict[str, int] | None = None) -> dict[str, int]:
+    """Counts of this process's math-verify calls (:func:`.verify.stats`): ``calls``;
+    ``unknown``, those without a verdict (each scored as not equivalent); ``timeouts``, those of
+    them that ran out of time, as ``wait_timeouts`` (no free helper), ``helper_timeouts`` and
+    ``kills``. ``since``: an earlier result, for the calls made after it."""
+    now = verify.stats()
+    return {k: n - (since or {}).get(k, 0) for k, n in now.items()}
+
+
+def clear_caches() -> None:
+    """Forget every cached extraction and verdict (e.g. before timing or counting calls)."""
+    _extract_cached.cache_clear()
+    _extract_paper_cached.cache_clear()
+    _verdict_cached.cache_clear()
+
+
+def cache_info() -> dict[str, Any]:
+    """``functools`` cache statistics of the ``extract`` and ``equivalent`` caches."""
+    return {"extract": _extract_cached.cache_info(), "equivalent": _verdict_cached.cache_info()}
 
 
 def equivalence(task: str, cluster: str = "equivalence") -> Callable[[str, str], bool] | None:

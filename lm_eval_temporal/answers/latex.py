@@ -9,19 +9,27 @@ is slow and must be time-bounded.
 
 Several boxes (:func:`final_boxes`): the last box is the answer, because a partly denoised
 canvas often still holds a stale box before the new one, and models restate their answer in a
-second box. The exception is one answer in several parts: when the boxes before the last one
-stand on the same line and are separated from it only by a comma and/or "and" (math delimiters,
-spacing commands and ``\\text{and}`` aside), as in ``\\boxed{1} and \\boxed{-2}`` or
-``$\\boxed{(1, 2)}$, $\\boxed{(2, 1)}$``, they are one answer, their parts joined by ", "
-(``1, -2``), which math-verify compares as a set. Anything else between two boxes (a newline,
-a full stop, "or", "then", a formula) keeps the last box alone. Golds go through the same
-rule (:func:`math_gold`).
+second box. The exception is one answer in several parts, whose boxes are joined by ", "
+(``1, -2``), which math-verify compares as a set; a part that repeats the one after it is
+dropped (the parts agree: one answer). Which boxes are parts depends on who wrote them:
+
+- a generation (:func:`extract_math`): boxes on the same line separated from the next one only
+  by a comma and/or "and", optionally naming the next part (math delimiters, spacing commands
+  and ``\\text{and}`` aside), as in ``\\boxed{1} and \\boxed{-2}``,
+  ``$\\boxed{(1, 2)}$, $\\boxed{(2, 1)}$`` or ``x = \\boxed{1} and y = \\boxed{2}``. Anything
+  else between two boxes (a newline, a full stop, "or", "then", a formula, a space alone)
+  keeps the last box alone: there it is more likely a stale box than a part.
+- a gold (:func:`math_gold`), which has no stale boxes: math-verify's own rule (its
+  ``extract_boxed_content``), so that golds read as math-verify reads them: boxes less than 10
+  characters apart (``\\boxed{1}\\boxed{2}``), or different ones less than 70 characters apart
+  with "and", "or", a comma or a semicolon between them.
 """
 
 from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Callable
 
 from lm_eval_temporal.answers.numeric import numbers_equal, to_fraction
 from lm_eval_temporal.answers.text import (
@@ -56,14 +64,25 @@ def clean_math(s: str) -> str | None:
 
 _INLINE_MATH = re.compile(r"\$([^$]{1,512})\$|\\\((.{1,512}?)\\\)", re.S)
 _BRACED_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*\{")
-# Between two parts of one answer, once delimiters, spacing and \text{...} wrappers are dropped:
-# a comma and/or "and", on one line.
+# Between two parts of one generated answer, once delimiters, spacing and \text{...} wrappers
+# are dropped: a comma and/or "and", on one line, then perhaps the next part's name ("y =").
 _SEPARATOR_NOISE = re.compile(r"\$|\\[(),;:! ]|\\q?quad(?![A-Za-z])|\\(?:text|mbox|mathrm)\s*\{|\}")
-_PART_JOINER = re.compile(r"[ \t]*(?:,[ \t]*(?:and[ \t]+)?|and[ \t]+)")
+_PART_JOINER = re.compile(r"[ \t]*(?:,[ \t]*(?:and[ \t]+)?|and[ \t]+)(?:[A-Za-z](?:_\{?\w+\}?)?[ \t]*=[ \t]*)?")
+# math-verify's separator between the boxes of one gold answer.
+_GOLD_SEPARATOR = re.compile(r"\b(?:and|or)\b|,|;")
 
 
-def _joined_parts(s: str) -> list[str]:
-    """Contents of the closed boxes that end the text's boxes as one multi-part answer."""
+def _generation_parts(between: str, part: str, following: str) -> bool:
+    return bool(_PART_JOINER.fullmatch(_SEPARATOR_NOISE.sub("", between)))
+
+
+def _gold_parts(between: str, part: str, following: str) -> bool:
+    return len(between) < 10 or (part != following and len(between) < 70 and bool(_GOLD_SEPARATOR.search(between)))
+
+
+def _joined_parts(s: str, joins: Callable[[str, str, str], bool]) -> list[str]:
+    """Contents of the closed boxes that end the text's boxes as one multi-part answer, where
+    ``joins(text between, a box, the box after it)`` says whether two boxes are parts of one."""
     spans = []
     for m in list(_BRACED_BOX.finditer(s))[-_MAX_PARTS:]:
         content = balanced(s, m.end())
@@ -73,21 +92,22 @@ def _joined_parts(s: str) -> list[str]:
     for begin, end, content in reversed(spans):
         if content is None or PLACEHOLDER.match(content):
             break
-        if start is not None and (end > start or not _PART_JOINER.fullmatch(_SEPARATOR_NOISE.sub("", s[end:start]))):
+        if start is not None and (end > start or not joins(s[end:start], content, parts[-1])):
             break
-        parts.append(content)
+        if not parts or content != parts[-1]:
+            parts.append(content)
         start = begin
     return parts[::-1]
 
 
-def final_boxes(s: str, found: list[str] | None = None) -> str | None:
+def final_boxes(s: str, found: list[str] | None = None, *, gold: bool = False) -> str | None:
     """The answer the boxes of ``s`` state: the last box, or the boxes of a multi-part final
-    answer joined by ", " (see the module doc); None without a box. ``found``: ``boxes(s)``
-    when the caller has it already."""
+    answer joined by ", " (see the module doc; ``gold``: by the rule for golds); None without a
+    box. ``found``: ``boxes(s)`` when the caller has it already."""
     found = boxes(s) if found is None else found
     if not found:
         return None
-    parts = _joined_parts(s)
+    parts = _joined_parts(s, _gold_parts if gold else _generation_parts)
     if len(parts) > 1 and parts[-1] == found[-1]:
         cleaned = [clean_math(p) for p in parts]
         if all(cleaned):
@@ -118,7 +138,7 @@ def math_gold(s: str) -> str | None:
     after "the (final) answer is" (``... The final answer is $28\\%$`` -> ``28\\%``)."""
     found = boxes(s)
     if found:
-        return final_boxes(s, found)
+        return final_boxes(s, found, gold=True)
     clause = answer_is(s)
     return clean_math(clause if clause else s)
 
@@ -151,12 +171,15 @@ def _simple_number(key: str) -> Fraction | None:
     return to_fraction(fnum or snum, sign, fden or sden)
 
 
-def math_equivalent(a: str, b: str) -> bool:
-    """Whether two extracted MATH500 answers are the same (cheap checks, then math-verify)."""
+def math_equivalent(a: str, b: str) -> bool | None:
+    """Whether two extracted MATH500 answers are the same (cheap checks, then math-verify); None
+    when math-verify gave no verdict in time."""
     ka, kb = _math_key(a), _math_key(b)
     if ka == kb:
         return True
     na, nb = _simple_number(ka), _simple_number(kb)
     if na is not None and nb is not None:
         return numbers_equal(na, nb)
-    return verifiable(a) and verifiable(b) and math_verify_equal(a, b)
+    if not (verifiable(a) and verifiable(b)):
+        return False
+    return math_verify_equal(a, b)

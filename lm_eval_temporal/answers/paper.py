@@ -9,8 +9,8 @@ case):
 
 - gsm8k, svamp: the first ``\\boxed{...}`` (non-greedy, cut at the first ``}``) whose stripped
   content is non-empty and not only dots, read as a float, else the first number in it; if no
-  box gives one, the stripped ``<answer>...</answer>`` content as a float (gsm8k: else its last
-  number). The answer is that float, returned as ``repr(float)`` (``"18.0"``) so that answers
+  box gives one, the stripped ``<answer>...</answer>`` content as a float, else its last
+  number (both tasks: SVAMP's official parser is GSM8K's). The answer is that float, returned as ``repr(float)`` (``"18.0"``) so that answers
   that are the same float are the same string, as they are the same key in the official vote.
   Correct when ``float(answer) == float(gold)``.
 - math500: the classic MATH ``last_boxed_only_string`` + ``remove_boxed`` (lm-eval's copy in
@@ -47,7 +47,7 @@ from lm_eval_temporal.answers.registry import answer_task
 
 _FIRST_BOXES = re.compile(r"\\boxed{(.*?)}")
 _ONLY_DOTS = re.compile(r"^\.+$")
-_FIRST_NUMBER = re.compile(r"-?\d+\.?\d*")
+_NUMBER = re.compile(r"-?\d+\.?\d*")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 # The official r"([0-9+\-*/() ]+)=[0-9. ]+" search: its match is the first maximal run of these
 # characters followed by "=" and a digit, dot or space, so starting only at a run's first
@@ -87,7 +87,7 @@ def _to_float(s: str) -> float | None:
         return None
 
 
-def _number_answer(text: str, *, tag_number: Callable[[list[str]], str] | None) -> str | None:
+def number_answer(text: str) -> str | None:
     """gsm8k / svamp: the official float parse, as ``repr(float)``; None if nothing parses."""
     last_close = text.rfind("}")
     for content in _FIRST_BOXES.findall(text[:last_close + 1]):  # no match can end past the last "}"
@@ -96,16 +96,16 @@ def _number_answer(text: str, *, tag_number: Callable[[list[str]], str] | None) 
             continue
         x = _to_float(content)
         if x is None:
-            numbers = _FIRST_NUMBER.findall(content)
+            numbers = _NUMBER.findall(content)
             x = _to_float(numbers[0]) if numbers else None
         if x is not None:
             return _float_key(x)
     body = _answer_tag(text)
     if body:
         x = _to_float(body)
-        if x is None and tag_number is not None:
-            numbers = _FIRST_NUMBER.findall(body)
-            x = _to_float(tag_number(numbers)) if numbers else None
+        if x is None:
+            numbers = _NUMBER.findall(body)
+            x = _to_float(numbers[-1]) if numbers else None  # a box reads its first number, a tag its last
         if x is not None:
             return _float_key(x)
     return None
@@ -167,9 +167,8 @@ def _parens_balanced(s: str) -> bool:
 
 
 _EXTRACT: dict[str, Callable[[str], str | None]] = {
-    # The official gsm8k code reads the LAST number of an <answer> that is not a float itself.
-    "gsm8k": lambda s: _number_answer(s, tag_number=lambda nums: nums[-1]),
-    "svamp": lambda s: _number_answer(s, tag_number=None),
+    "gsm8k": number_answer,
+    "svamp": number_answer,
     "math500": math_answer,
     "countdown": countdown_answer,
 }

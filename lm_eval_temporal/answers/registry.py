@@ -27,7 +27,8 @@ class AnswerTask:
     """One task's answer rules.
 
     - ``extract``: cleaned generation -> canonical answer string, or None.
-    - ``equivalent``: whether two extracted answers are the same (uncached; may raise).
+    - ``equivalent``: whether two extracted answers are the same (uncached; may raise); None
+      when a time-bounded check gave no verdict.
     - ``normalize_gold``: any accepted gold format -> its canonical form; ValueError if malformed.
     - ``check``: extracted answer vs normalised gold; None means "is :func:`equivalent` to it".
     - ``bare_answers``: a short one-line text no rule extracts from counts as the answer itself
@@ -36,7 +37,7 @@ class AnswerTask:
 
     name: str
     extract: Callable[[str], str | None]
-    equivalent: Callable[[str, str], bool]
+    equivalent: Callable[[str, str], bool | None]
     normalize_gold: Callable[[Any], Any]
     check: Callable[[str, Any], bool] | None = None
     bare_answers: bool = False

@@ -21,9 +21,11 @@ SIGALRM, which only works on a main thread, while the backend and TCR call it fr
    once a helper is running; only the very first call of a process also waits for a helper to
    start (about a second).
 
-A comparison that timed out, or found no free helper before its deadline, counts as "not
-equivalent". If no helper can be started, or ``LM_EVAL_TEMPORAL_MATH_WORKER=0`` is set,
-math-verify runs in-process (one call at a time) behind the screen alone.
+A comparison that timed out, or found no free helper before its deadline, has no verdict
+(None): its callers must neither cache it nor read it as a verdict, since it depends on the
+machine's load. Every such call is counted (:func:`stats`). If no helper can be started, or
+``LM_EVAL_TEMPORAL_MATH_WORKER=0`` is set, math-verify runs in-process (one call at a time)
+behind the screen alone.
 
 The helpers run this very file, loaded by path rather than through the package (whose imports
 may grow), so this module must import nothing but the standard library.
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -60,6 +63,31 @@ _STARTUP_TIMEOUT_S = 120.0
 _KILL_GRACE_S = 0.5
 # How often the helper's timer fires again after the deadline, should something swallow it.
 _REARM_S = 0.05
+
+# ----------------------------------------------------------------------------- counts
+
+# Per process, since the process started: see :func:`stats`.
+_COUNTS: Counter = Counter()
+_counts_lock = threading.Lock()
+# Calls left without a verdict for want of time, by where the time ran out.
+TIMEOUT_KINDS = ("wait_timeouts", "helper_timeouts", "kills")
+
+
+def _count(key: str) -> None:
+    with _counts_lock:
+        _COUNTS[key] += 1
+
+
+def stats() -> dict[str, int]:
+    """math-verify calls of this process so far: ``calls``; ``unknown``, those left without a
+    verdict; ``timeouts``, those of them that ran out of time, split into ``wait_timeouts`` (no
+    helper was free before the deadline), ``helper_timeouts`` (the helper stopped itself at the
+    deadline) and ``kills`` (it did not, and was killed after the grace). The other unknown calls
+    lost their helper (it died, or none could start)."""
+    with _counts_lock:
+        got = {key: _COUNTS[key] for key in ("calls", "unknown", *TIMEOUT_KINDS)}
+    return {**got, "timeouts": sum(got[k] for k in TIMEOUT_KINDS)}
+
 
 # ----------------------------------------------------------------------------- math-verify
 
@@ -177,7 +205,6 @@ class _MathWorker:
         self._lines: queue.Queue | None = None
         self._next = 0
         self._start_failures = 0
-        self.timeouts = 0
         self._owner = os.getpid()
         self.disabled = os.environ.get(_WORKER_ENV, "1").strip().lower() in ("0", "false", "no", "off")
 
@@ -275,7 +302,7 @@ class _MathWorker:
                 try:
                     raw = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
-                    self.timeouts += 1
+                    _count("kills")
                     self._stop()
                     return None
                 if raw is None:  # helper died (e.g. out of memory)
@@ -286,7 +313,10 @@ class _MathWorker:
                 except ValueError:
                     continue
                 if got_id == rid:
-                    return None if result is None else bool(result)
+                    if result is None:
+                        _count("helper_timeouts")
+                        return None
+                    return bool(result)
 
     def close(self) -> None:
         if self._owner != os.getpid():  # a forked child must not kill its parent's helper
@@ -328,7 +358,7 @@ class _MathPool:
     (while fewer than ``size`` exist) and waits for whichever helper frees up first, until its
     own deadline. Once the pool is used, two helpers (one, if ``size`` is 1) are kept running,
     so that a helper killed for a timeout is replaced while the other serves. Same interface as
-    :class:`_MathWorker`: ``equal``, ``disabled``, ``timeouts``, ``close``.
+    :class:`_MathWorker`: ``equal``, ``disabled``, ``close``.
     """
 
     def __init__(self, size: int | None = None) -> None:
@@ -337,15 +367,10 @@ class _MathPool:
         self._busy: set[int] = set()  # serving a call or starting
         self._cond = threading.Condition()
         self._owner = os.getpid()
-        self.busy_timeouts = 0  # calls that found no free helper before their deadline
 
     @property
     def disabled(self) -> bool:
         return any(w.disabled for w in self._workers)
-
-    @property
-    def timeouts(self) -> int:
-        return sum(w.timeouts for w in self._workers)
 
     def _warm(self, k: int) -> None:  # runs in a background thread; slot k is marked busy
         try:
@@ -384,7 +409,7 @@ class _MathPool:
                     self._cond.wait(_STARTUP_TIMEOUT_S)
                     deadline = time.monotonic() + timeout
                 elif now >= deadline:
-                    self.busy_timeouts += 1
+                    _count("wait_timeouts")
                     return None
                 else:
                     self._cond.wait(deadline - now)
@@ -406,6 +431,7 @@ class _MathPool:
         k, budget = got
         try:
             if budget <= 0:
+                _count("wait_timeouts")
                 return None
             return self._workers[k].equal(a, b, budget, start=False)
         finally:
@@ -429,10 +455,13 @@ def _close_worker() -> None:
 
 
 def _reset_after_fork() -> None:
-    # A forked child must not share the parent's helpers (interleaved requests) or its locks.
-    global _WORKER, _inprocess_lock
+    # A forked child must not share the parent's helpers (interleaved requests) or its locks,
+    # and counts only its own calls.
+    global _WORKER, _inprocess_lock, _counts_lock
     _WORKER = _MathPool()
     _inprocess_lock = threading.Lock()
+    _counts_lock = threading.Lock()
+    _COUNTS.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -463,10 +492,14 @@ def _inprocess_equal(a: str, b: str) -> bool:
         return False
 
 
-def math_verify_equal(a: str, b: str) -> bool:
+def math_verify_equal(a: str, b: str) -> bool | None:
     """math-verify equivalence (both directions) of two screened strings (:func:`.screen.verifiable`),
-    bounded in time; False when timed out."""
+    bounded in time; None (no verdict, counted in :func:`stats`) when time ran out or the helper
+    was lost."""
     r = _WORKER.equal(a, b, MATH_TIMEOUT_S)
     if r is None and _WORKER.disabled:
-        return _inprocess_equal(a, b)
-    return bool(r)
+        r = _inprocess_equal(a, b)
+    _count("calls")
+    if r is None:
+        _count("unknown")
+    return r
