@@ -44,8 +44,9 @@ def schedule_error(gen_length: int | None, steps: int | None, block_length: int 
 
 
 def combination_error(remasking: str, cfg_scale: float, parallel_threshold: float | None,
-                      prefix_cache: bool) -> str | None:
-    """What is wrong with a combination of sampler settings (each valid alone), or None."""
+                      prefix_cache: bool, early_stop: str = "none") -> str | None:
+    """What is wrong with a combination of sampler settings (each valid alone), or None.
+    ``early_stop`` (a :class:`TemporalConfig` setting) is checked against the schedule."""
     if parallel_threshold is not None and remasking != "low_confidence":
         return (f"parallel_threshold: needs remasking=low_confidence (a confidence to threshold), "
                 f"not remasking={remasking!r}")
@@ -53,6 +54,11 @@ def combination_error(remasking: str, cfg_scale: float, parallel_threshold: floa
         return "prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)"
     if prefix_cache and parallel_threshold is not None:
         return "prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)"
+    if early_stop != "none" and parallel_threshold is not None:
+        # Its thresholds (stop_min, the confidence thirds, the running vote's weights) are
+        # fractions of T, which such a row knows only when it ends.
+        return (f"early_stop={early_stop!r} with parallel_threshold={parallel_threshold}: early_stop needs a fixed "
+                f"schedule: parallel_threshold lets each row choose its number of steps (drop one of the two)")
     return None
 
 
@@ -104,13 +110,24 @@ class SamplerConfig:
         return self.steps if self.parallel_threshold is None else self.gen_length
 
     @property
-    def horizon(self) -> int:
-        """The temporal horizon T (docs/algorithm.md, "The horizon T"): the step count over which
-        vote weights, TSE and the early-stop thresholds are all taken. It is the most steps a
-        row can take (:attr:`max_steps`), so it is known before decoding (early stop needs it)
-        and every row's steps fit on it; a row that ends sooner (early stop, or parallel
-        decoding with nothing left masked) ran part of it."""
-        return self.max_steps
+    def fixed_schedule(self) -> bool:
+        """Whether the number of steps is fixed before decoding (the exact schedule: ``steps``,
+        fewer only where early stop ends a row). With ``parallel_threshold`` each row chooses
+        its own number of steps while it decodes."""
+        return self.parallel_threshold is None
+
+    def horizon(self, steps_run: int | None = None) -> int:
+        """The temporal horizon T of a row that ran ``steps_run`` steps: the one step count of
+        its vote weights, its TSE and the early-stop thresholds (docs/algorithm.md, "The horizon
+        T"). A fixed schedule: ``steps``, known before decoding (the steps an early-stopped row
+        did not run are part of it). A row that chose its own number of steps: the steps it
+        ran, so its vote and TSE are over its own trajectory; known only after decoding."""
+        if self.fixed_schedule:
+            return self.steps
+        if steps_run is None:
+            raise ValueError("horizon: parallel_threshold lets each row choose its number of steps, "
+                             "so T is known only after decoding (pass steps_run)")
+        return steps_run
 
 
 def _gap_items(value: object) -> list:

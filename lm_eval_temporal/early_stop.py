@@ -9,7 +9,9 @@ does (``TemporalConfig.early_stop``; off by default).
   of the horizon.
 
 No row stops before ``stop_min`` of the horizon. The horizon is the T of the vote and TSE
-(``SamplerConfig.horizon``: the schedule's steps, or ``gen_length`` with parallel decoding).
+(``SamplerConfig.horizon``): the schedule's ``steps``. Early stop needs it before decoding, so
+it needs a fixed schedule and is refused with ``parallel_threshold``
+(``config.combination_error``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lm_eval_temporal import answers, temporal
-from lm_eval_temporal.config import TemporalConfig
+from lm_eval_temporal.config import SamplerConfig, TemporalConfig, combination_error
 from lm_eval_temporal.decode import StepDecoder, cut_at
 
 __all__ = ["RowSteps", "Policy", "policy"]
@@ -45,13 +47,18 @@ class Policy:
     rows: list[RowSteps] | None = None
 
 
-def policy(cfg: TemporalConfig, steps: int, decoder: StepDecoder, tasks: Sequence[str],
+def policy(cfg: TemporalConfig, sampler: SamplerConfig, decoder: StepDecoder, tasks: Sequence[str],
            stops: Sequence[Sequence[str]]) -> Policy:
-    """The early-stop policy of ``cfg`` for a batch of rows with answer parsers ``tasks`` and
-    stop strings ``stops`` over the temporal horizon of ``steps`` steps
-    (``SamplerConfig.horizon``, the T of the vote and TSE)."""
+    """The early-stop policy of ``cfg`` for a batch of rows sampled with ``sampler``, answer
+    parsers ``tasks`` and stop strings ``stops``, over the horizon T of the vote and TSE
+    (``sampler.horizon()``). ValueError when ``sampler`` has no fixed schedule."""
     if cfg.early_stop == "none":
         return Policy()
+    err = combination_error(sampler.remasking, sampler.cfg_scale, sampler.parallel_threshold, sampler.prefix_cache,
+                            cfg.early_stop)
+    if err:
+        raise ValueError(err)
+    steps = sampler.horizon()
     first = int(cfg.stop_min * steps)
     if cfg.early_stop == "confidence":
         thresholds = cfg.gap_thresholds

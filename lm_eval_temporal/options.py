@@ -161,7 +161,8 @@ def _parse_options(kwargs: dict[str, Any]) -> BackendOptions:
                         unknown_label="unknown model argument(s) for llada_temporal: {names}")
     opts = BackendOptions(**out)
     err = (schedule_error(opts.gen_length, opts.steps, opts.block_length)
-           or combination_error(opts.remasking, opts.cfg_scale, opts.parallel_threshold, opts.prefix_cache))
+           or combination_error(opts.remasking, opts.cfg_scale, opts.parallel_threshold, opts.prefix_cache,
+                                opts.early_stop))
     if err:
         raise ValueError(f"model arguments: {err}")
     return opts

@@ -65,13 +65,16 @@ def make_record(
     *,
     task: str,
     steps: int,
+    schedule_steps: int | None = None,
     keep_texts: bool = False,
 ) -> TemporalRecord:
     """Vote and TSE of one row from the answers and texts of the steps it ran (the last being
-    the final output), both over the temporal horizon of ``steps`` steps
-    (``SamplerConfig.horizon``; docs/algorithm.md, "The horizon T"). The steps after the row
-    ended cast no vote; for TSE they hold its final answer, which is what they would show: a
-    row ends with nothing left masked, so every later step predicts its final output."""
+    the final output), both over its temporal horizon of ``steps`` steps
+    (``SamplerConfig.horizon``; docs/algorithm.md, "The horizon T"). On a fixed schedule an
+    early-stopped row ran part of it: the steps it did not run cast no vote, and for TSE they
+    hold its final answer, which is what they would show (a stopped row commits every masked
+    position, so every later step predicts its final output). ``schedule_steps``: the exact
+    schedule's step count for these settings (default ``steps``), for ``steps_saved``."""
     n = len(step_answers)
     if not 1 <= n <= steps:
         raise ValueError(f"make_record: {n} steps run on a horizon of steps={steps} (expected 1 to {steps})")
@@ -90,6 +93,7 @@ def make_record(
     return TemporalRecord(
         answer_task=task,
         steps=steps,
+        schedule_steps=steps if schedule_steps is None else schedule_steps,
         answers=list(step_answers),
         final=step_answers[-1],
         vote=vote.answer if vote else None,
@@ -149,7 +153,7 @@ class TemporalPipeline:
         generators = None
         if seeds is not None and (sampler.temperature > 0 or sampler.remasking == "random"):
             generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        stop = early_stop.policy(self.config, sampler.horizon, self.decoder, tasks, stops)
+        stop = early_stop.policy(self.config, sampler, self.decoder, tasks, stops)
         out = generate(
             self.model.model,
             input_ids.to(device),
@@ -186,8 +190,7 @@ class TemporalPipeline:
         for b, final_text in enumerate(finals):
             n, task = sampled.steps_run[b], sampled.tasks[b]
             if sampled.parsed is not None:
-                # The policy parses every step it sees; a row that ended otherwise (parallel
-                # decoding finished it) keeps the steps it ran.
+                # The policy parses every step it sees: the steps the row ran.
                 texts, step_answers = sampled.parsed[b].texts[:n], sampled.parsed[b].answers[:n]
             else:
                 texts = self.decoder.step_texts(sampled.trajectory[b, :n], sampled.stops[b])
@@ -196,8 +199,8 @@ class TemporalPipeline:
                     step_answers[s] = answers.extract_answer(t, task, self.config.protocol)
             texts[-1] = final_text  # the last capture is the final output
             step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
-            records.append(make_record(step_answers, texts, self.config, task=task, steps=sampled.sampler.horizon,
-                                       keep_texts=self.keep_texts))
+            records.append(make_record(step_answers, texts, self.config, task=task, steps=sampled.sampler.horizon(n),
+                                       schedule_steps=sampled.sampler.steps, keep_texts=self.keep_texts))
         return records
 
     # ------------------------------------------------------------------ all at once

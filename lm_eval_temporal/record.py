@@ -61,10 +61,12 @@ class TemporalRecord:
     """One sample's temporal result.
 
     ``answers[s]`` is the answer parsed at denoising step ``s`` (None: nothing parsed) for the
-    steps the row ran (``steps_run`` of them). ``steps`` is the temporal horizon T the vote and
-    TSE are taken over (docs/algorithm.md, "The horizon T"): the schedule's length, or
-    ``gen_length`` with parallel decoding; more than ``steps_run`` when early stop ended the row
-    or parallel decoding finished it sooner. ``final`` is the last answer, ``vote`` the voted answer (None when
+    steps the row ran (``steps_run`` of them). ``steps`` is the temporal horizon T its vote and
+    TSE are taken over (docs/algorithm.md, "The horizon T"): the schedule's steps (more than
+    ``steps_run`` when early stop ended the row), or, where the row chose its own number of
+    steps (parallel decoding), ``steps_run``. ``schedule_steps`` is the exact schedule's step
+    count for these settings (``SamplerConfig.steps``; default ``steps``), which
+    ``steps_saved`` counts against. ``final`` is the last answer, ``vote`` the voted answer (None when
     ``method`` is ``none`` or nothing parsed) and ``vote_step`` the step whose text was returned.
     ``tse`` is the Temporal Semantic Entropy in bits. The rest is known where the record is made
     for a file: ``task`` / ``doc_id`` (lm-eval's), ``gold`` (the normalised gold answer),
@@ -91,11 +93,23 @@ class TemporalRecord:
     gate_kept_final: bool | None = None
     gate_share: float | None = None
     protocol: str = "default"
+    schedule_steps: int | None = None  # None: ``steps``
+
+    def __post_init__(self) -> None:
+        if self.schedule_steps is None:
+            self.schedule_steps = self.steps
 
     @property
     def steps_run(self) -> int:
-        """Forward steps the row used (``steps`` unless it ended sooner: one answer per step run)."""
+        """Forward steps the row used (one answer per step run)."""
         return len(self.answers)
+
+    @property
+    def steps_saved(self) -> float:
+        """The share of the exact schedule's forward passes the row did not use (early stop, or
+        parallel decoding): ``1 - steps_run / schedule_steps``. Negative where parallel decoding
+        took more steps than the schedule (not clamped: that is a cost)."""
+        return 1.0 - self.steps_run / self.schedule_steps
 
     @property
     def key(self) -> tuple[str, str]:
@@ -116,7 +130,9 @@ class TemporalRecord:
             "v": SCHEMA_VERSION,
             "answer_task": self.answer_task,
             "steps": self.steps,
-            "steps_run": self.steps_run,  # forward passes used (fewer than steps when the row ended sooner)
+            "steps_run": self.steps_run,  # forward passes used (fewer than steps after an early stop)
+            # Only where it is not ``steps`` (parallel decoding), to keep the trace short.
+            **({"schedule_steps": self.schedule_steps} if self.schedule_steps != self.steps else {}),
             "answers": run_length(self.answers),
             "final": self.final,
             "vote": self.vote,
@@ -156,6 +172,9 @@ class TemporalRecord:
             raise RecordError(f"{where}: 'steps'={steps!r} must be an integer >= the {len(answers)} steps recorded")
         if data.get("steps_run", len(answers)) != len(answers):  # written since version 2; derived, so checked
             raise RecordError(f"{where}: 'steps_run'={data['steps_run']!r} but 'answers' holds {len(answers)} steps")
+        schedule_steps = data.get("schedule_steps", steps)  # absent where it is steps, and from older records
+        if not isinstance(schedule_steps, int) or isinstance(schedule_steps, bool) or schedule_steps < 1:
+            raise RecordError(f"{where}: 'schedule_steps'={schedule_steps!r} must be a positive integer")
         vote_step = data.get("vote_step", len(answers) - 1)
         if not isinstance(vote_step, int) or not 0 <= vote_step < len(answers):
             vote_step = len(answers) - 1
@@ -179,4 +198,5 @@ class TemporalRecord:
             gate_kept_final=data.get("gate_kept_final"),
             gate_share=data.get("gate_share"),
             protocol=str(data.get("protocol") or "default"),
+            schedule_steps=schedule_steps,
         )

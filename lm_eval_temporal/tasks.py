@@ -261,5 +261,5 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
         return out
     s = metrics.score(record, gold, task=task)
     out.update(final_pass=float(s.final_pass), ever_pass=float(s.ever_pass), tse=float(s.tse),
-               steps_saved=1.0 - record.steps_run / record.steps)
+               steps_saved=record.steps_saved)
     return out

@@ -178,52 +178,91 @@ def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
                                                           "tse": 0.0, "steps_saved": 0.0}
 
 
-def test_parallel_decoding_records_the_horizon_and_the_steps_it_ran(tiny_dir, tmp_path, monkeypatch):
-    """parallel_threshold (off by default) through the backend: data-dependent steps, recorded
-    beside the one horizon T (gen_length) of the vote, TSE and early stop, so steps_saved counts
-    the forward passes the rows did not need."""
-    import lm_eval_temporal.early_stop as early_stop
+def test_parallel_decoding_records_the_steps_it_ran_and_the_schedule_it_saved_on(tiny_dir, tmp_path):
+    """parallel_threshold (off by default) through the backend: each row chooses its number of
+    steps, which is its horizon T (vote weights over its own steps); ``schedule_steps`` is the
+    exact schedule's step count, so steps_saved counts the forward passes parallel decoding saved."""
     from lm_eval_temporal.tasks import process_results
     from lm_eval_temporal.temporal import step_weights
 
-    horizons, real = [], early_stop.policy
-    monkeypatch.setattr(early_stop, "policy", lambda cfg, steps, *a: horizons.append(steps) or real(cfg, steps, *a))
     path = tmp_path / "t.jsonl"
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=1e-9, trajectory_path=str(path), **GEN)
     out = lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS[:3])], disable_tqdm=True)
-    assert set(horizons) == {16}  # the T the early-stop policy's thresholds and running vote are built on
     for text in out:
         record = trace.split(text)[1]
-        # gen_length 16 in blocks of 8: one step per block, on a horizon of 16 (one token per step at most)
-        assert (record.steps, record.steps_run) == (16, 2)
-        assert process_results(marked_doc(), [text])["steps_saved"] == 1 - 2 / 16
+        # gen_length 16 in blocks of 8: one step per block, against the exact schedule's 8
+        assert (record.steps, record.steps_run, record.schedule_steps) == (2, 2, 8)
+        assert process_results(marked_doc(), [text])["steps_saved"] == 1 - 2 / 8
     rows = [TemporalRecord.from_json(json.loads(x)) for x in path.read_text().splitlines()]
-    assert all((r.steps, r.steps_run) == (16, 2) for r in rows)
-    assert all(r.weights == step_weights(16, "exp", 5.0)[:2] for r in rows)  # the vote's T
+    assert all((r.steps, r.steps_run, r.schedule_steps) == (2, 2, 8) for r in rows)
+    assert all(r.weights == step_weights(2, "exp", 5.0) for r in rows)  # the vote's T: the row's own steps
     with pytest.raises(ValueError, match="parallel_threshold: needs remasking=low_confidence"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.9, remasking="random")
     with pytest.raises(ValueError, match=r"parallel_threshold='2': expected a number"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold="2")
 
 
-def test_parallel_decoding_with_early_stop_keeps_one_answer_per_step_run(tiny_dir):
-    """At this threshold parallel decoding takes the rows 8 to 16 steps: room for a stop window
-    of 3 to end some of them earlier. The rows' forward passes (counted on the model) are the
-    steps the records say they ran."""
-    reqs = [req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS)]
-    runs, row_forwards = {}, {}
-    for early_stop in ("none", "stable"):
-        lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.6, early_stop=early_stop, stop_window=3,
-                             **GEN)
-        rows = row_forwards[early_stop] = []
-        lm.loaded.model.register_forward_pre_hook(
-            lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
-        runs[early_stop] = [trace.split(text)[1] for text in lm.generate_until(reqs, disable_tqdm=True)]
-    for alone, stopped in zip(runs["none"], runs["stable"]):
-        assert len(stopped.answers) == stopped.steps_run <= alone.steps_run
-    assert sum(s.steps_run < a.steps_run for a, s in zip(runs["none"], runs["stable"])) >= 3
-    for early_stop, records in runs.items():
-        assert sum(row_forwards[early_stop]) == sum(r.steps_run for r in records)
+def test_parallel_decoding_takes_vote_and_tse_over_each_rows_own_steps(tiny_dir, tmp_path, monkeypatch):
+    """A row that chose its own number of steps (4 here, scripted: 5, 7, 7, 5) has those steps
+    as its horizon: TSE over its own later half (7, 5), not over gen_length=16 steps, where the
+    second half would hold only its final answer and TSE would be 0 for every row that ends
+    in the first half."""
+    import lm_eval_temporal.pipeline as pipeline
+    from lm_eval_temporal import answers
+    from lm_eval_temporal.temporal import step_weights, temporal_semantic_entropy
+
+    path = tmp_path / "t.jsonl"
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=1e-9, trajectory_path=str(path), **GEN)
+    eos = lm.loaded.eos_id
+    rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in ["#### 5", "#### 7", "#### 7", "#### 5"]]
+    traj = torch.tensor([r + [eos] * (16 - len(r)) for r in rows], dtype=torch.int32)[None]
+    real = pipeline.generate
+
+    def four_steps(model, input_ids, attention_mask=None, **kw):
+        out = real(model, input_ids, attention_mask, **kw)
+        out.sequences[:, -16:] = traj[:, -1].long()
+        out.trajectory, out.steps_run = traj.clone(), torch.tensor([4])
+        return out
+
+    monkeypatch.setattr(pipeline, "generate", four_steps)
+    record = trace.split(lm.generate_until([req("Q", marked_doc())], disable_tqdm=True)[0])[1]
+    assert (record.steps, record.steps_run, record.schedule_steps) == (4, 4, 8) and record.steps_saved == 0.5
+    assert record.answers == ["5", "7", "7", "5"]
+    own = temporal_semantic_entropy(record.answers, weighting="exp", alpha=12.8, skip_ratio=0.5,
+                                    equivalent=answers.equivalence("gsm8k", "equivalence"))
+    assert record.tse == own > 0.2  # 0 on a horizon of 16
+    (line,) = path.read_text().splitlines()
+    assert TemporalRecord.from_json(json.loads(line)).weights == step_weights(4, "exp", 5.0)  # the vote's T
+
+
+def test_parallel_decoding_saves_on_the_schedule_or_costs(tiny_dir):
+    """At this threshold the rows take 8 to 16 steps against the exact schedule's 8:
+    steps_saved is negative where a row took more forward passes than the schedule."""
+    lm = LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.6, **GEN)
+    texts = lm.generate_until([req(p, marked_doc(), doc_id=i) for i, p in enumerate(PROMPTS)], disable_tqdm=True)
+    records = [trace.split(t)[1] for t in texts]
+    assert all(r.steps == r.steps_run and r.schedule_steps == 8 for r in records)
+    assert max(r.steps_run for r in records) > 8
+    assert min(r.steps_saved for r in records) == 1 - max(r.steps_run for r in records) / 8 < 0
+
+
+def test_early_stop_with_parallel_decoding_is_refused(tiny_dir):
+    """Early stop's thresholds are fractions of T, which a row that chooses its own number of
+    steps knows only when it ends: refused as model arguments and in the python API."""
+    from lm_eval_temporal.config import SamplerConfig, TemporalConfig
+    from lm_eval_temporal.loading import load_model
+    from lm_eval_temporal.pipeline import TemporalPipeline
+
+    msg = ("early_stop='stable' with parallel_threshold=0.6: early_stop needs a fixed schedule: "
+           "parallel_threshold lets each row choose its number of steps")
+    with pytest.raises(ValueError, match=f"^model arguments: {msg}"):
+        LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.6, early_stop="stable", **GEN)
+    pipe = TemporalPipeline(load_model(str(tiny_dir)), TemporalConfig(early_stop="stable"))
+    with pytest.raises(ValueError, match=f"^{msg}"):
+        pipe(["Q:1+2=?"], SamplerConfig(parallel_threshold=0.6, **GEN), "gsm8k")
+    confidence = TemporalPipeline(pipe.model, TemporalConfig(early_stop="confidence"))
+    with pytest.raises(ValueError, match="early_stop='confidence' with parallel_threshold=0.6: early_stop needs"):
+        confidence(["Q:1+2=?"], SamplerConfig(parallel_threshold=0.6, **GEN), "gsm8k")
 
 
 def test_prefix_cache_option_through_the_backend(tmp_path):

@@ -165,7 +165,7 @@ def test_confidence_stops_on_the_staged_gap(tiny_dir, tmp_path):
 def test_stable_policy_breaks_ties_by_the_protocol():
     """The running vote that decides a stop has the vote's tie rule (paper: the answer seen first)."""
     from lm_eval_temporal import early_stop
-    from lm_eval_temporal.config import TemporalConfig
+    from lm_eval_temporal.config import SamplerConfig, TemporalConfig
 
     class Boxed:  # a StepDecoder stand-in: the row [t] reads "\\boxed{t}"
         def cut(self, rows):
@@ -179,7 +179,8 @@ def test_stable_policy_breaks_ties_by_the_protocol():
     for protocol in ("default", "paper"):
         # alpha 0: equal weights, so "1" and "2" tie after step 1.
         cfg = TemporalConfig(early_stop="stable", stop_window=2, stop_share=0.5, alpha=0.0, protocol=protocol)
-        pol = early_stop.policy(cfg, len(script), Boxed(), ["gsm8k"], [[]])
+        sampler = SamplerConfig(gen_length=len(script), steps=len(script), block_length=len(script))
+        pol = early_stop.policy(cfg, sampler, Boxed(), ["gsm8k"], [[]])
         for step, t in enumerate(script):
             if pol.callback(step, torch.tensor([[t]]), torch.ones(1, 1, dtype=torch.bool))[0]:
                 break

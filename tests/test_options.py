@@ -175,6 +175,36 @@ def test_a_combination_rule_says_the_same_words_from_model_args_and_the_sampler(
     assert str(parsed.value) == f"model arguments: {built.value}"
 
 
+@pytest.mark.parametrize("policy", ["stable", "confidence"])
+def test_early_stop_with_parallel_threshold_is_refused_in_the_pipelines_words(policy):
+    """Early stop needs T before decoding; with parallel_threshold each row chooses its own."""
+    from lm_eval_temporal import early_stop
+    from lm_eval_temporal.config import SamplerConfig, TemporalConfig
+    from lm_eval_temporal.errors import OptionError
+
+    with pytest.raises(OptionError) as parsed:
+        parse_options({"early_stop": policy, "parallel_threshold": "0.9"})
+    sampler = SamplerConfig(gen_length=8, steps=4, block_length=4, parallel_threshold=0.9)
+    with pytest.raises(ValueError) as built:
+        early_stop.policy(TemporalConfig(early_stop=policy), sampler, None, ["gsm8k"], [[]])
+    assert str(parsed.value) == f"model arguments: {built.value}" == (
+        f"model arguments: early_stop={policy!r} with parallel_threshold=0.9: early_stop needs a fixed schedule: "
+        "parallel_threshold lets each row choose its number of steps (drop one of the two)")
+    assert parse_options({"early_stop": "none", "parallel_threshold": "0.9"}).parallel_threshold == 0.9
+    assert early_stop.policy(TemporalConfig(), sampler, None, ["gsm8k"], [[]]).callback is None
+
+
+def test_horizon_is_the_fixed_schedule_or_the_steps_a_row_chose():
+    from lm_eval_temporal.config import SamplerConfig
+
+    exact = SamplerConfig(gen_length=16, steps=8, block_length=8)
+    assert exact.fixed_schedule and exact.horizon() == exact.horizon(3) == 8  # an early-stopped row: still 8
+    parallel = SamplerConfig(gen_length=16, steps=8, block_length=8, parallel_threshold=0.9)
+    assert not parallel.fixed_schedule and (parallel.horizon(3), parallel.horizon(12)) == (3, 12)
+    with pytest.raises(ValueError, match="T is known only after decoding"):
+        parallel.horizon()
+
+
 def test_a_block_length_cut_to_a_short_task_is_reported_as_rounded():
     from lm_eval_temporal.options import resolve_sampler
 

@@ -47,14 +47,30 @@ def test_early_stopped_record_keeps_schedule_length():
     assert r.steps_run == 6 and TemporalRecord.from_json(r.to_trace()).steps == 32
 
 
-def test_horizon_and_steps_run_both_round_trip_and_must_agree():
-    r = _record(steps=16, answers=["7", "5"], vote_step=1)  # parallel decoding: 2 steps run on a horizon of 16
-    for line in (r.to_trace(), r.to_json()):
-        assert (line["steps"], line["steps_run"]) == (16, 2)
-        back = TemporalRecord.from_json(json.loads(json.dumps(line)))
-        assert (back.steps, back.steps_run) == (16, 2)
+def test_horizon_steps_run_and_schedule_steps_round_trip():
+    """steps (the horizon T of vote and TSE), steps_run (forward passes) and schedule_steps (the
+    exact schedule's steps) survive both serialisations; schedule_steps is written only where it
+    is not steps, and a record written before it existed reads with schedule_steps = steps."""
+    for kw, fields in [(dict(steps=16, answers=["7", "5"]), (16, 2, 16)),  # early stop: 2 of 16 steps
+                       (dict(steps=2, answers=["7", "5"], schedule_steps=8), (2, 2, 8)),  # parallel: 2 steps, 8 saved on
+                       (dict(steps=12, answers=["5"] * 12, schedule_steps=8), (12, 12, 8))]:  # parallel, 12 > 8
+        r = _record(vote_step=1, **kw)
+        for line in (r.to_trace(), r.to_json()):
+            assert (line["steps"], line["steps_run"]) == fields[:2]
+            assert line.get("schedule_steps", line["steps"]) == fields[2]
+            assert ("schedule_steps" in line) == (fields[0] != fields[2])
+            back = TemporalRecord.from_json(json.loads(json.dumps(line)))
+            assert (back.steps, back.steps_run, back.schedule_steps) == fields
+            assert back.steps_saved == 1 - fields[1] / fields[2]
+    assert _record(steps=12, answers=["5"] * 12, schedule_steps=8).steps_saved == -0.5  # not clamped
+    old = {"v": 2, "answer_task": "gsm8k", "steps": 8, "steps_run": 2, "answers": [["5", 2]], "final": "5",
+           "vote": "5", "vote_step": 1, "method": "exp", "tse": 0.0}
+    assert TemporalRecord.from_json(old).schedule_steps == 8
     with pytest.raises(RecordError, match=r"'steps_run'=3 but 'answers' holds 2 steps"):
-        TemporalRecord.from_json({**r.to_trace(), "steps_run": 3})
+        TemporalRecord.from_json({**old, "steps_run": 3})
+    for bad in (0, "8", True):
+        with pytest.raises(RecordError, match=rf"'schedule_steps'={bad!r} must be a positive integer"):
+            TemporalRecord.from_json({**old, "schedule_steps": bad})
 
 
 def test_version_1_lines_still_read():
@@ -136,11 +152,14 @@ def test_make_record_votes_over_the_schedule_and_measures_tse():
     assert gated.gate_kept_final is True and gated.vote == "5"
     with pytest.raises(ValueError, match="make_record: 4 steps run on a horizon of steps=3"):
         make_record(["7"] * 4, ["7"] * 4, TemporalConfig(), task="gsm8k", steps=3)
+    assert (r.schedule_steps, short.schedule_steps) == (6, 8)  # default: the horizon
+    own = make_record(["7", "5"], ["7", "5"], TemporalConfig(), task="gsm8k", steps=2, schedule_steps=8)
+    assert (own.steps, own.steps_run, own.schedule_steps, own.steps_saved) == (2, 2, 8, 0.75)
 
 
 def test_make_record_tse_holds_the_final_answer_after_a_row_ended():
-    """One horizon T for vote and TSE: a row that ended at step n < T shows its final output at
-    every later step (nothing is left masked), so TSE reads the final answer there."""
+    """One horizon T for vote and TSE: a row early stop ended at step n < T shows its final
+    output at every later step (nothing is left masked), so TSE reads the final answer there."""
     from lm_eval_temporal.pipeline import make_record
 
     steps, texts = ["5", "5", "7", "5"], ["#### 5", "#### 5", "#### 7", "#### 5"]

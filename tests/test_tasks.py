@@ -59,6 +59,11 @@ def test_process_results_reports_forward_passes_saved():
     out = process_results(doc, [trace.attach("#### 5", stopped)])
     assert out == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0, "tse": 0.2, "steps_saved": 0.5}
     assert math.isnan(process_results(doc, ["#### 5"])["steps_saved"])  # other backends: no trace
+    # Parallel decoding: the row's horizon is its own 2 steps; saved against the schedule's 8
+    # (and negative where a row took more steps than the schedule).
+    for ran, saved in ((2, 0.75), (12, -0.5)):
+        fast = TemporalRecord("gsm8k", ran, ["5"] * ran, "5", "5", ran - 1, "exp", 0.0, schedule_steps=8)
+        assert process_results(doc, [trace.attach("#### 5", fast)])["steps_saved"] == saved
 
 
 def test_cli_help_is_plain_text(capsys):
