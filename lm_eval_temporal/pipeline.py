@@ -23,12 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lm_eval_temporal import answers, early_stop, temporal
+from lm_eval_temporal import answers, early_stop, families, temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
 from lm_eval_temporal.decode import StepDecoder, cut_at, encode_prompt, left_pad
 from lm_eval_temporal.loading import LoadedModel
 from lm_eval_temporal.record import TemporalRecord
-from lm_eval_temporal.sampler import generate
 
 __all__ = ["Run", "Sampled", "TemporalPipeline", "make_record"]
 
@@ -55,6 +54,7 @@ class Sampled:
     trajectory: torch.Tensor | None  # [B, steps, G], None without capture
     commit_step: torch.Tensor | None  # [B, G] global step each position was committed at (with capture)
     steps_run: list[int]
+    forward_passes: list[int]  # model forward passes per row (tokens per forward pass: tpf)
     parsed: list[early_stop.RowSteps] | None = None  # steps parsed during sampling (early_stop=stable)
 
 
@@ -111,6 +111,7 @@ class TemporalPipeline:
 
     def __init__(self, model: LoadedModel, config: TemporalConfig | None = None, *, step_texts: bool = False):
         self.model = model
+        self.family = families.get(model.family)
         self.config = config or TemporalConfig()
         self.keep_texts = step_texts
         # The paper's code decodes the whole canvas (special tokens skipped), cutting nothing at EOS.
@@ -141,23 +142,9 @@ class TemporalPipeline:
         so a row never depends on its batch)."""
         B = input_ids.shape[0]
         stops = [list(s) for s in stops] if stops is not None else [[] for _ in range(B)]
-        device = self.model.device
-        generators = None
-        if seeds is not None and (sampler.temperature > 0 or sampler.remasking == "random"):
-            generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         stop = early_stop.policy(self.config, sampler.max_steps, self.decoder, tasks, stops)
-        out = generate(
-            self.model.model,
-            input_ids.to(device),
-            attention_mask.to(device),
-            config=sampler,
-            mask_id=self.model.mask_id,
-            eos_id=self.model.eos_id,
-            generator=generators,
-            capture=capture,
-            step_callback=stop.callback,
-            callback_gap=stop.callback_gap,
-        )
+        out = self.family.denoise(self.model, input_ids, attention_mask, sampler, seeds=seeds, capture=capture,
+                                  step_callback=stop.callback, callback_gap=stop.callback_gap)
         return Sampled(
             sampler=sampler,
             tasks=list(tasks),
@@ -166,6 +153,7 @@ class TemporalPipeline:
             trajectory=out.trajectory,
             commit_step=out.commit_step,
             steps_run=out.steps_run.tolist(),
+            forward_passes=out.forward_passes.tolist(),
             parsed=stop.rows,
         )
 

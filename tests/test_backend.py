@@ -35,9 +35,9 @@ def marked_doc(gold: str = "5") -> dict:
 def script_trajectory(monkeypatch, traj: torch.Tensor) -> None:
     """Make the pipeline's sampler return ``traj`` [1, steps, G] as the captured steps (and its
     last step as the output), whatever the model predicts."""
-    import lm_eval_temporal.pipeline as pipeline
+    import lm_eval_temporal.families.llada as llada
 
-    real = pipeline.generate
+    real = llada.generate
 
     def fake_generate(model, input_ids, attention_mask=None, **kw):
         out = real(model, input_ids, attention_mask, **kw)
@@ -45,7 +45,7 @@ def script_trajectory(monkeypatch, traj: torch.Tensor) -> None:
         out.trajectory = traj.clone()
         return out
 
-    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    monkeypatch.setattr(llada, "generate", fake_generate)
 
 
 PROMPTS = ["Q:1+2=?", "Q:a much longer prompt 12+30-7=?", "x", "Q:9*9", "Tom has 3 apples and buys 4 more.", "Q:2", "hello world", "Q:100-1"]
