@@ -5,8 +5,8 @@ site-packages) puts a tiny finder on ``sys.meta_path`` at interpreter start. It 
 nothing, not even this module, until the program itself imports lm_eval.
 Then, right after lm_eval's own modules have executed:
 
-- ``lm_eval.api.registry``: the built-in models are registered, then ``llada_temporal`` as a
-  lazy placeholder (the backend module, and torch, load only when the model is used);
+- ``lm_eval.api.registry``: the built-in models are registered, then ``llada_temporal`` (and
+  its family-neutral name ``dllm_temporal``, the same class) as a lazy placeholder (the backend module, and torch, load only when the model is used);
   In the ``lm_eval`` command itself, an error in what the user asked for
   (:class:`lm_eval_temporal.errors.UserError`: a bad model argument, unreachable data) is
   printed as its message alone instead of a traceback through lm-eval;
@@ -26,6 +26,7 @@ import os
 import sys
 
 MODEL_NAME = "llada_temporal"
+MODEL_NAMES = (MODEL_NAME, "dllm_temporal")  # the family-neutral name serves every family too
 MODEL_TARGET = "lm_eval_temporal.backend:LLaDATemporalLM"
 
 
@@ -44,8 +45,9 @@ def register_model() -> None:
     # get_model() imports the built-ins only while the registry is empty, so fill it first.
     import lm_eval.models  # noqa: F401
 
-    if MODEL_NAME not in model_registry:
-        model_registry.register(MODEL_NAME, target=MODEL_TARGET)
+    for name in MODEL_NAMES:
+        if name not in model_registry:
+            model_registry.register(name, target=MODEL_TARGET)
     if is_lm_eval_command(sys.argv[0] if sys.argv else ""):
         install_clean_exit()
 

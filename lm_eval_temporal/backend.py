@@ -27,8 +27,8 @@ import lm_eval_temporal
 from lm_eval_temporal import answers, likelihood, run_info, trace
 from lm_eval_temporal.advice import Request, RunAdvice
 from lm_eval_temporal.config import SamplerConfig
-from lm_eval_temporal.loading import load_model
-from lm_eval_temporal.options import EMBEDDED, BackendOptions, parse_options, resolve_sampler
+from lm_eval_temporal.loading import load_model, pick_family, read_config
+from lm_eval_temporal.options import EMBEDDED, BackendOptions, check_family, parse_options
 from lm_eval_temporal.pipeline import Sampled, TemporalPipeline
 from lm_eval_temporal.trajectory import TrajectoryWriter, check_path
 
@@ -78,8 +78,12 @@ class LLaDATemporalLM(LM):
             from lm_eval_temporal.tiny import DEFAULT_GEN, EMBEDDED_DIR
 
             pretrained, self.default_gen = str(EMBEDDED_DIR), dict(DEFAULT_GEN)
-        self.loaded = load_model(pretrained, revision=o.revision, dtype=o.dtype, device=device,
-                                 trust_remote_code=o.trust_remote_code, peft=o.peft, mask_id=o.mask_id,
+        # The family is read off the checkpoint's config before any weight is: arguments of
+        # another family fail here.
+        self.family = pick_family(o.family, read_config(pretrained, o.revision))
+        check_family(o, self.family)
+        self.loaded = load_model(pretrained, family=self.family.name, revision=o.revision, dtype=o.dtype,
+                                 device=device, trust_remote_code=o.trust_remote_code, peft=o.peft, mask_id=o.mask_id,
                                  compile=o.compile)
         self.pipeline = TemporalPipeline(self.loaded, o.temporal, step_texts=o.trajectory_text)
         self.tokenizer = self.loaded.tokenizer
@@ -174,11 +178,11 @@ class LLaDATemporalLM(LM):
             run_info.record_cache(self.cache_hook.dbdict, self.opts, self.checkpoint, request)
 
     # ------------------------------------------------------------------ requests -> settings
-    def resolve_generation(self, gen_kwargs: dict[str, Any], task: str | None = None) -> SamplerConfig:
-        """The sampler settings of a request (``options.resolve_sampler``); a schedule that had to
-        be rounded is said once, and recorded with the run's settings and the tasks (``task``:
-        lm-eval's task name of the request) that use it."""
-        cfg, rounded = resolve_sampler(self.opts, gen_kwargs, self.default_gen)
+    def resolve_generation(self, gen_kwargs: dict[str, Any], task: str | None = None):
+        """The decoding settings of a request (the family's: ``SamplerConfig`` for LLaDA); a
+        schedule that had to be rounded is said once, and recorded with the run's settings and
+        the tasks (``task``: lm-eval's task name of the request) that use it."""
+        cfg, rounded = self.family.settings(self.loaded, self.opts, gen_kwargs, self.default_gen)
         new = cfg not in self._schedules
         use = self._schedules.setdefault(cfg, run_info.ScheduleUse(rounded))
         if task:
@@ -186,8 +190,8 @@ class LLaDATemporalLM(LM):
         if new:
             if rounded:
                 log.warning("llada_temporal: schedule rounded: %s", "; ".join(rounded))
-            log.info("llada_temporal: decoding with gen_length=%d steps=%d block_length=%d temperature=%g",
-                     cfg.gen_length, cfg.steps, cfg.block_length, cfg.temperature)
+            log.info("llada_temporal: decoding %s with %s", self.family.name,
+                     " ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()))
         return cfg
 
     def _facts(self, request: Instance) -> Request:
@@ -295,6 +299,9 @@ class LLaDATemporalLM(LM):
     # ------------------------------------------------------------------ log-likelihood
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """LLaDA's Monte-Carlo estimate (see :mod:`lm_eval_temporal.likelihood`)."""
+        if not self.family.supports_loglikelihood:
+            raise NotImplementedError(f"llada_temporal: {self.family.name} models have no log-likelihood here "
+                                      "(multiple-choice tasks); use generate_until tasks")
         self._record_cache("loglikelihood")
         o, out = self.opts, []
         for req in tqdm(requests, desc="llada_temporal loglikelihood", disable=disable_tqdm or self.rank != 0):

@@ -1,8 +1,9 @@
 """The settings objects of the temporal pipeline, torch-free.
 
 - :class:`SamplerConfig`: one ``sampler.generate`` call (schedule, temperature, CFG, remasking),
-  :func:`schedule_error`, the one check of a block schedule, and :func:`combination_error`,
-  the one check of settings that exclude or need each other;
+  :func:`schedule_error`, the one check of a block schedule, :func:`combination_error`,
+  the one check of settings that exclude or need each other, and :func:`horizon`, the one T
+  of vote, TSE and early stop;
 - :class:`TemporalConfig`: what is done with the captured steps (vote, clusters, TSE, early stop).
 
 Torch-free, so option parsing (the backend's ``--model_args``, the TCR config) can validate
@@ -17,7 +18,7 @@ from lm_eval_temporal.coerce import check_fields, option
 
 __all__ = [
     "REMASKING", "VOTES", "WEIGHTINGS", "CLUSTERS", "EARLY_STOPS", "DTYPES", "PROTOCOLS",
-    "SamplerConfig", "TemporalConfig", "schedule_error", "combination_error",
+    "SamplerConfig", "TemporalConfig", "schedule_error", "combination_error", "early_stop_error", "horizon",
 ]
 
 REMASKING = ("low_confidence", "random")
@@ -54,12 +55,33 @@ def combination_error(remasking: str, cfg_scale: float, parallel_threshold: floa
         return "prefix_cache: not available with cfg_scale > 0 (the unconditional copy has another prefix)"
     if prefix_cache and parallel_threshold is not None:
         return "prefix_cache: not available with parallel_threshold yet (rows leave blocks at different steps)"
-    if early_stop != "none" and parallel_threshold is not None:
-        # Its thresholds (stop_min, the confidence thirds, the running vote's weights) are
-        # fractions of T, which such a row knows only when it ends.
-        return (f"early_stop={early_stop!r} with parallel_threshold={parallel_threshold}: early_stop needs a fixed "
-                f"schedule: parallel_threshold lets each row choose its number of steps (drop one of the two)")
+    return early_stop_error(early_stop, fixed_schedule=parallel_threshold is None)
+
+
+def early_stop_error(early_stop: str, fixed_schedule: bool, chooser: str = "parallel_threshold") -> str | None:
+    """What is wrong with early stop on a schedule, or None. Its thresholds (``stop_min``, the
+    confidence thirds, the running vote's weights) are fractions of the horizon T, which must
+    be known before decoding: a fixed schedule. ``chooser``: what lets rows choose otherwise."""
+    if early_stop != "none" and not fixed_schedule:
+        return (f"early_stop={early_stop!r}: early_stop needs a fixed schedule: {chooser} lets each row choose its "
+                f"number of steps (use early_stop=none with it)")
     return None
+
+
+def horizon(settings, steps_run: int | None = None) -> int:
+    """The temporal horizon T of a row that ran ``steps_run`` steps under ``settings`` (a
+    family's decoding settings: :class:`SamplerConfig`, or any object with ``fixed_schedule``
+    and ``steps``): the one step count of its vote weights, its TSE and the early-stop
+    thresholds (docs/algorithm.md, "The horizon T"). A fixed schedule: ``steps``, known before
+    decoding (the steps an early-stopped row did not run are part of it). A row that chose its
+    own number of steps: the steps it ran, so its vote and TSE are over its own trajectory;
+    known only after decoding."""
+    if settings.fixed_schedule:
+        return settings.steps
+    if steps_run is None:
+        raise ValueError(f"horizon: {type(settings).__name__} lets each row choose its number of steps, "
+                         f"so T is known only after decoding (pass steps_run)")
+    return steps_run
 
 
 @dataclass(frozen=True)
@@ -115,19 +137,6 @@ class SamplerConfig:
         fewer only where early stop ends a row). With ``parallel_threshold`` each row chooses
         its own number of steps while it decodes."""
         return self.parallel_threshold is None
-
-    def horizon(self, steps_run: int | None = None) -> int:
-        """The temporal horizon T of a row that ran ``steps_run`` steps: the one step count of
-        its vote weights, its TSE and the early-stop thresholds (docs/algorithm.md, "The horizon
-        T"). A fixed schedule: ``steps``, known before decoding (the steps an early-stopped row
-        did not run are part of it). A row that chose its own number of steps: the steps it
-        ran, so its vote and TSE are over its own trajectory; known only after decoding."""
-        if self.fixed_schedule:
-            return self.steps
-        if steps_run is None:
-            raise ValueError("horizon: parallel_threshold lets each row choose its number of steps, "
-                             "so T is known only after decoding (pass steps_run)")
-        return steps_run
 
 
 def _gap_items(value: object) -> list:

@@ -9,9 +9,9 @@ does (``TemporalConfig.early_stop``; off by default).
   of the horizon.
 
 No row stops before ``stop_min`` of the horizon. The horizon is the T of the vote and TSE
-(``SamplerConfig.horizon``): the schedule's ``steps``. Early stop needs it before decoding, so
-it needs a fixed schedule and is refused with ``parallel_threshold``
-(``config.combination_error``).
+(``config.horizon``): the schedule's ``steps``. Early stop needs it before decoding, so it
+needs a fixed schedule and is refused where rows choose their number of steps
+(``parallel_threshold``; ``config.early_stop_error``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lm_eval_temporal import answers, temporal
-from lm_eval_temporal.config import SamplerConfig, TemporalConfig, combination_error
+from lm_eval_temporal.config import SamplerConfig, TemporalConfig, early_stop_error, horizon
 from lm_eval_temporal.decode import StepDecoder, cut_at
 
 __all__ = ["RowSteps", "Policy", "policy"]
@@ -51,14 +51,15 @@ def policy(cfg: TemporalConfig, sampler: SamplerConfig, decoder: StepDecoder, ta
            stops: Sequence[Sequence[str]]) -> Policy:
     """The early-stop policy of ``cfg`` for a batch of rows sampled with ``sampler``, answer
     parsers ``tasks`` and stop strings ``stops``, over the horizon T of the vote and TSE
-    (``sampler.horizon()``). ValueError when ``sampler`` has no fixed schedule."""
+    (``config.horizon(sampler)``). ValueError when ``sampler`` has no fixed schedule."""
     if cfg.early_stop == "none":
         return Policy()
-    err = combination_error(sampler.remasking, sampler.cfg_scale, sampler.parallel_threshold, sampler.prefix_cache,
-                            cfg.early_stop)
+    # a family's settings say what lets their rows choose: LLaDA's parallel_threshold, or the decoder
+    chooser = "parallel_threshold" if getattr(sampler, "parallel_threshold", None) is not None else type(sampler).__name__
+    err = early_stop_error(cfg.early_stop, sampler.fixed_schedule, chooser)
     if err:
         raise ValueError(err)
-    steps = sampler.horizon()
+    steps = horizon(sampler)
     first = int(cfg.stop_min * steps)
     if cfg.early_stop == "confidence":
         thresholds = cfg.gap_thresholds

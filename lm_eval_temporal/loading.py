@@ -1,10 +1,8 @@
 """The one loader: checkpoint (+ optional LoRA adapter) + tokenizer + the special token ids.
 
-LLaDA checkpoints (``model_type: "llada"``) always load with this package's own
-:class:`~lm_eval_temporal.llada.LLaDAModelLM`: their hub remote code does not run on
-transformers 5, so ``trust_remote_code`` is never used for them. Any other masked predictor
-whose forward returns ``.logits`` (BERT, ModernBERT, ...) loads through
-``AutoModelForMaskedLM``.
+:func:`load_model` reads the checkpoint's ``config.json``, picks its family
+(:mod:`lm_eval_temporal.families`) and lets the family load the weights; the rules every
+family shares (where a checkpoint is, dtypes, special token ids, adapters) live here.
 """
 
 from __future__ import annotations
@@ -18,7 +16,8 @@ import torch
 
 from lm_eval_temporal.config import DTYPES as DTYPE_NAMES
 
-__all__ = ["LoadedModel", "load_model", "resolve_dtype", "compile_blocks"]
+__all__ = ["LoadedModel", "load_model", "read_config", "pick_family", "resolve_dtype", "compile_blocks",
+           "mask_token", "eos_token", "pad_token", "apply_adapter"]
 
 DTYPES = {n: getattr(torch, n) for n in DTYPE_NAMES if n != "auto"}  # "auto" is resolved per device
 # owner/name or name: what the hub accepts as a repository id.
@@ -31,19 +30,21 @@ class LoadedModel:
 
     model: Any
     tokenizer: Any
-    mask_id: int
+    mask_id: int | None  # None for families that do not denoise from a mask token
     eos_id: int | None
     pad_id: int | None
     device: torch.device
     dtype: torch.dtype
     name: str
+    family: str = "llada"  # the name of its lm_eval_temporal.families.Family
+    end_ids: tuple[int, ...] = ()  # more ids that end an answer (e.g. a generation_config's EOS list)
 
     @property
     def stop_ids(self) -> list[int]:
         """Token ids that end an answer: EOS (the model's and the tokenizer's) and, for
         LLaDA-Instruct's chat format, ``<|eot_id|>``; sorted."""
         tok = self.tokenizer
-        stops = {i for i in (self.eos_id, getattr(tok, "eos_token_id", None)) if i is not None}
+        stops = {i for i in (self.eos_id, getattr(tok, "eos_token_id", None), *self.end_ids) if i is not None}
         if "<|eot_id|>" in tok.get_vocab():
             stops.add(tok.convert_tokens_to_ids("<|eot_id|>"))
         return sorted(stops)
@@ -96,6 +97,7 @@ def _first(value: Any) -> int | None:
 def load_model(
     pretrained: str,
     *,
+    family: str = "auto",
     revision: str | None = None,
     dtype: str | torch.dtype = "auto",
     device: str | torch.device | None = None,
@@ -104,25 +106,29 @@ def load_model(
     mask_id: int | None = None,
     compile: bool = False,
 ) -> LoadedModel:
-    """Load ``pretrained`` (local directory or hub id) for masked-diffusion sampling.
+    """Load ``pretrained`` (local directory or hub id) for diffusion decoding.
 
-    ``device`` defaults to CUDA when available, else CPU. The mask id is ``mask_id`` if given,
-    else ``config.mask_token_id``, else the tokenizer's mask token; loading fails when none is
-    known or when the pad token is the mask token (padding would read as masked positions).
-    ``peft`` is a LoRA adapter directory or hub id applied on top (``peft.PeftModel``).
+    ``family`` (``auto``: recognised from the checkpoint's ``config.json``; or one of
+    :data:`lm_eval_temporal.families.NAMES`) picks the loader (:mod:`lm_eval_temporal.families`).
+    ``device`` defaults to CUDA when available, else CPU. ``peft`` is a LoRA adapter directory
+    or hub id applied on top; ``mask_id`` overrides a masked-diffusion model's mask token;
     ``compile=True`` compiles the transformer blocks (:func:`compile_blocks`).
     """
-    from transformers import AutoModelForMaskedLM, AutoTokenizer, PretrainedConfig
-
-    from lm_eval_temporal.llada import LLaDAModelLM
-
     pretrained = str(pretrained)
-    _check_source(pretrained)
+    config = read_config(pretrained, revision)
+    chosen = pick_family(family, config)
     if peft is not None:
         _check_source(str(peft), "peft")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch_dtype = resolve_dtype(dtype, device)
+    return chosen.load(pretrained, config, revision=revision, dtype=resolve_dtype(dtype, device), device=device,
+                       trust_remote_code=trust_remote_code, peft=peft, mask_id=mask_id, compile=compile)
 
+
+def read_config(pretrained: str, revision: str | None = None) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` as a dict (no weights are read): what picks its family."""
+    from transformers import PretrainedConfig
+
+    _check_source(pretrained)
     try:
         config_dict, _ = PretrainedConfig.get_config_dict(pretrained, revision=revision)
     except OSError as e:
@@ -134,23 +140,27 @@ def load_model(
             f"pretrained={pretrained!r}: there is no local directory of that name, and loading it as a "
             f"Hugging Face Hub id failed: {first}"
         ) from e
-    if config_dict.get("model_type") == "llada":
-        model = LLaDAModelLM.from_pretrained(pretrained, revision=revision, dtype=torch_dtype)
-    else:
-        model = AutoModelForMaskedLM.from_pretrained(
-            pretrained, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        )
-    tokenizer = AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
-    if peft is not None:
-        from peft import PeftModel
+    return config_dict
 
-        model = PeftModel.from_pretrained(model, str(peft))
-    model.to(device)
-    model.eval()
-    if compile:
-        compile_blocks(model)
 
-    config = model.config
+def pick_family(family: str, config: dict[str, Any]):
+    """The :class:`~lm_eval_temporal.families.Family` of a checkpoint: recognised from its
+    config (``auto``), or the one named, which must then be able to read it."""
+    from lm_eval_temporal import families
+
+    if family == "auto":
+        return families.detect(config)
+    chosen = families.get(family)
+    found = families.detect(config)
+    if found.name != chosen.name and found.name != "llada":
+        raise ValueError(f"family={family!r}: this checkpoint is a {found.name} model "
+                         f"(model_type {config.get('model_type')!r}); pass family=auto or family={found.name}")
+    return chosen
+
+
+def mask_token(pretrained: str, config: Any, tokenizer: Any, mask_id: int | None) -> int:
+    """The mask id of a masked-diffusion model: ``mask_id``, else ``config.mask_token_id``,
+    else the tokenizer's; never the pad token (padding would read as masked positions)."""
     resolved = next(
         (int(v) for v in (mask_id, getattr(config, "mask_token_id", None), tokenizer.mask_token_id) if v is not None),
         None,
@@ -160,23 +170,31 @@ def load_model(
             f"{pretrained}: neither the model config nor the tokenizer defines a mask token; "
             "pass mask_id=<token id of the diffusion mask>"
         )
-    eos_id = _first(getattr(config, "eos_token_id", None))
-    if eos_id is None:
-        eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _first(getattr(config, "pad_token_id", None))
+    pad_id = pad_token(config, tokenizer)
     for source, pad in (("tokenizer pad token", pad_id), ("config pad_token_id", _first(getattr(config, "pad_token_id", None)))):
         if pad is not None and pad == resolved:
             raise ValueError(
                 f"{pretrained}: the {source} ({pad}) equals the mask id ({resolved}); padding would be read as "
                 "masked positions. Use a tokenizer/config whose pad token differs, or pass a different mask_id"
             )
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        mask_id=resolved,
-        eos_id=eos_id,
-        pad_id=pad_id,
-        device=device,
-        dtype=torch_dtype,
-        name=pretrained,
-    )
+    return resolved
+
+
+def eos_token(config: Any, tokenizer: Any) -> int | None:
+    """The main EOS id: the config's first, else the tokenizer's."""
+    eos_id = _first(getattr(config, "eos_token_id", None))
+    return tokenizer.eos_token_id if eos_id is None else eos_id
+
+
+def pad_token(config: Any, tokenizer: Any) -> int | None:
+    """The pad id: the tokenizer's, else the config's first."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _first(getattr(config, "pad_token_id", None))
+
+
+def apply_adapter(model: Any, peft: str | None) -> Any:
+    """``model`` with the LoRA adapter ``peft`` applied (``peft.PeftModel``), or as it is."""
+    if peft is None:
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(peft))

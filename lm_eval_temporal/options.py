@@ -14,9 +14,11 @@ from lm_eval_temporal.coerce import coerce_fields, like, option
 from lm_eval_temporal.config import (CLUSTERS, DTYPES, EARLY_STOPS, VOTES, SamplerConfig, TemporalConfig,
                                      combination_error, schedule_error)
 from lm_eval_temporal.errors import OptionError
+from lm_eval_temporal.families import NAMES as FAMILIES
+from lm_eval_temporal.families.diffusion_gemma.settings import DiffusionGemmaSettings
 
-__all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "task_alias", "EMBEDDED", "ANSWER_TASKS",
-           "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
+__all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "check_family", "task_alias",
+           "EMBEDDED", "ANSWER_TASKS", "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
 
 EMBEDDED = "embedded"  # `pretrained` value (and default) for the model shipped in the package
 ANSWER_TASKS = ("auto", "gsm8k", "svamp", "math500", "countdown", "generic")
@@ -59,6 +61,7 @@ class BackendOptions:
     device: str | None = None
     trust_remote_code: bool = False
     peft: str | None = None
+    family: str = option("auto", choices=("auto", *FAMILIES))  # auto: recognised from the checkpoint
     compile: bool = False  # torch.compile the transformer blocks (faster on GPUs; first batch pays the compile)
     mask_id: int | None = option(None, lo=0)
     gen_length: int | None = like(SamplerConfig, "gen_length", None)
@@ -70,6 +73,14 @@ class BackendOptions:
     suppress_eos: bool = like(SamplerConfig, "suppress_eos")
     parallel_threshold: float | None = like(SamplerConfig, "parallel_threshold", None)
     prefix_cache: bool = False
+    # DiffusionGemma's decoding settings (None: the checkpoint's generation_config)
+    max_new_tokens: int | None = like(DiffusionGemmaSettings, "max_new_tokens", None)
+    max_denoising_steps: int | None = like(DiffusionGemmaSettings, "max_denoising_steps", None)
+    t_min: float | None = like(DiffusionGemmaSettings, "t_min", None)
+    t_max: float | None = like(DiffusionGemmaSettings, "t_max", None)
+    entropy_bound: float | None = like(DiffusionGemmaSettings, "entropy_bound", None)
+    stability_threshold: int | None = like(DiffusionGemmaSettings, "stability_threshold", None)
+    confidence_threshold: float | None = like(DiffusionGemmaSettings, "confidence_threshold", None)
     vote: str = like(TemporalConfig, "vote")
     alpha: float = like(TemporalConfig, "alpha")
     gate_window: int = like(TemporalConfig, "gate_window")
@@ -93,6 +104,10 @@ class BackendOptions:
     mc_num: int = option(128, lo=1)
     mc_batch_size: int = option(32, lo=1)
     max_batch_size: int | None = option(None, lo=1)  # accepted because lm-eval always passes it; unused
+
+    def changed(self) -> dict[str, Any]:
+        """The arguments set away from their defaults (what a family may refuse)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
 
     @property
     def temporal(self) -> TemporalConfig:
@@ -166,3 +181,15 @@ def _parse_options(kwargs: dict[str, Any]) -> BackendOptions:
     if err:
         raise ValueError(f"model arguments: {err}")
     return opts
+
+
+def check_family(opts: BackendOptions, family: Any) -> None:
+    """Refuse model arguments set for another family than the checkpoint's ``family`` (a
+    :class:`~lm_eval_temporal.families.Family`), before its weights are read."""
+    from lm_eval_temporal.families import foreign_args
+
+    foreign = foreign_args(family, opts.changed())
+    if foreign:
+        raise OptionError(f"model argument(s) {', '.join(foreign)}: not used by {family.name} models "
+                          f"(pretrained={opts.pretrained!r}); {family.name} takes "
+                          f"{', '.join(sorted(family.model_args))}")

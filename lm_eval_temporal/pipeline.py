@@ -23,12 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from lm_eval_temporal import answers, early_stop, temporal
-from lm_eval_temporal.config import SamplerConfig, TemporalConfig
+from lm_eval_temporal import answers, early_stop, families, temporal
+from lm_eval_temporal.config import SamplerConfig, TemporalConfig, horizon
 from lm_eval_temporal.decode import StepDecoder, cut_at, encode_prompt, left_pad
 from lm_eval_temporal.loading import LoadedModel
 from lm_eval_temporal.record import TemporalRecord
-from lm_eval_temporal.sampler import generate
 
 __all__ = ["Run", "Sampled", "TemporalPipeline", "make_record"]
 
@@ -55,6 +54,7 @@ class Sampled:
     trajectory: torch.Tensor | None  # [B, steps, G], None without capture
     commit_step: torch.Tensor | None  # [B, G] global step each position was committed at (with capture)
     steps_run: list[int]
+    forward_passes: list[int]  # model forward passes per row (tokens per forward pass: tpf)
     parsed: list[early_stop.RowSteps] | None = None  # steps parsed during sampling (early_stop=stable)
 
 
@@ -70,7 +70,7 @@ def make_record(
 ) -> TemporalRecord:
     """Vote and TSE of one row from the answers and texts of the steps it ran (the last being
     the final output), both over its temporal horizon of ``steps`` steps
-    (``SamplerConfig.horizon``; docs/algorithm.md, "The horizon T"). On a fixed schedule an
+    (``config.horizon``; docs/algorithm.md, "The horizon T"). On a fixed schedule an
     early-stopped row ran part of it: the steps it did not run cast no vote, and for TSE they
     hold its final answer, which is what they would show (a stopped row commits every masked
     position, so every later step predicts its final output). ``schedule_steps``: the exact
@@ -119,6 +119,7 @@ class TemporalPipeline:
 
     def __init__(self, model: LoadedModel, config: TemporalConfig | None = None, *, step_texts: bool = False):
         self.model = model
+        self.family = families.get(model.family)
         self.config = config or TemporalConfig()
         self.keep_texts = step_texts
         # The paper's code decodes the whole canvas (special tokens skipped), cutting nothing at EOS.
@@ -149,23 +150,9 @@ class TemporalPipeline:
         so a row never depends on its batch)."""
         B = input_ids.shape[0]
         stops = [list(s) for s in stops] if stops is not None else [[] for _ in range(B)]
-        device = self.model.device
-        generators = None
-        if seeds is not None and (sampler.temperature > 0 or sampler.remasking == "random"):
-            generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         stop = early_stop.policy(self.config, sampler, self.decoder, tasks, stops)
-        out = generate(
-            self.model.model,
-            input_ids.to(device),
-            attention_mask.to(device),
-            config=sampler,
-            mask_id=self.model.mask_id,
-            eos_id=self.model.eos_id,
-            generator=generators,
-            capture=capture,
-            step_callback=stop.callback,
-            callback_gap=stop.callback_gap,
-        )
+        out = self.family.denoise(self.model, input_ids, attention_mask, sampler, seeds=seeds, capture=capture,
+                                  step_callback=stop.callback, callback_gap=stop.callback_gap)
         return Sampled(
             sampler=sampler,
             tasks=list(tasks),
@@ -174,6 +161,7 @@ class TemporalPipeline:
             trajectory=out.trajectory,
             commit_step=out.commit_step,
             steps_run=out.steps_run.tolist(),
+            forward_passes=out.forward_passes.tolist(),
             parsed=stop.rows,
         )
 
@@ -199,7 +187,7 @@ class TemporalPipeline:
                     step_answers[s] = answers.extract_answer(t, task, self.config.protocol)
             texts[-1] = final_text  # the last capture is the final output
             step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
-            records.append(make_record(step_answers, texts, self.config, task=task, steps=sampled.sampler.horizon(n),
+            records.append(make_record(step_answers, texts, self.config, task=task, steps=horizon(sampled.sampler, n),
                                        schedule_steps=sampled.sampler.steps, keep_texts=self.keep_texts))
         return records
 

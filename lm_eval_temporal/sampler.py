@@ -70,12 +70,15 @@ class GenerationOutput:
       sampled trajectory needs). None unless ``capture=True``.
     - ``steps_run``: LongTensor [B], the forward steps each row used (``steps`` unless a
       ``step_callback`` stopped it early).
+    - ``forward_passes``: LongTensor [B], the model forward passes each row used (a step with
+      classifier-free guidance runs two): the denominator of tokens per forward pass.
     """
 
     sequences: torch.Tensor
     trajectory: torch.Tensor | None
     steps_run: torch.Tensor
     commit_step: torch.Tensor | None = None
+    forward_passes: torch.Tensor | None = None
 
 
 def _config_attr(model: torch.nn.Module, name: str):
@@ -395,4 +398,6 @@ def generate(
         # With parallel decoding: as many captures as the longest row ran.
         ran = steps if cfg.parallel_threshold is None else int(steps_run.max())
         trajectory, commit_step = record.result(steps_run, ran)
-    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run, commit_step=commit_step)
+    passes = steps_run * (2 if cfg.cfg_scale > 0 else 1)  # guidance runs the unconditional copy too
+    return GenerationOutput(sequences=x, trajectory=trajectory, steps_run=steps_run, commit_step=commit_step,
+                            forward_passes=passes)

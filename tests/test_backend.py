@@ -35,9 +35,9 @@ def marked_doc(gold: str = "5") -> dict:
 def script_trajectory(monkeypatch, traj: torch.Tensor) -> None:
     """Make the pipeline's sampler return ``traj`` [1, steps, G] as the captured steps (and its
     last step as the output), whatever the model predicts."""
-    import lm_eval_temporal.pipeline as pipeline
+    import lm_eval_temporal.families.llada as llada
 
-    real = pipeline.generate
+    real = llada.generate
 
     def fake_generate(model, input_ids, attention_mask=None, **kw):
         out = real(model, input_ids, attention_mask, **kw)
@@ -45,7 +45,7 @@ def script_trajectory(monkeypatch, traj: torch.Tensor) -> None:
         out.trajectory = traj.clone()
         return out
 
-    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    monkeypatch.setattr(llada, "generate", fake_generate)
 
 
 PROMPTS = ["Q:1+2=?", "Q:a much longer prompt 12+30-7=?", "x", "Q:9*9", "Tom has 3 apples and buys 4 more.", "Q:2", "hello world", "Q:100-1"]
@@ -207,7 +207,7 @@ def test_parallel_decoding_takes_vote_and_tse_over_each_rows_own_steps(tiny_dir,
     as its horizon: TSE over its own later half (7, 5), not over gen_length=16 steps, where the
     second half would hold only its final answer and TSE would be 0 for every row that ends
     in the first half."""
-    import lm_eval_temporal.pipeline as pipeline
+    import lm_eval_temporal.families.llada as llada
     from lm_eval_temporal import answers
     from lm_eval_temporal.temporal import step_weights, temporal_semantic_entropy
 
@@ -216,7 +216,7 @@ def test_parallel_decoding_takes_vote_and_tse_over_each_rows_own_steps(tiny_dir,
     eos = lm.loaded.eos_id
     rows = [lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in ["#### 5", "#### 7", "#### 7", "#### 5"]]
     traj = torch.tensor([r + [eos] * (16 - len(r)) for r in rows], dtype=torch.int32)[None]
-    real = pipeline.generate
+    real = llada.generate
 
     def four_steps(model, input_ids, attention_mask=None, **kw):
         out = real(model, input_ids, attention_mask, **kw)
@@ -224,7 +224,7 @@ def test_parallel_decoding_takes_vote_and_tse_over_each_rows_own_steps(tiny_dir,
         out.trajectory, out.steps_run = traj.clone(), torch.tensor([4])
         return out
 
-    monkeypatch.setattr(pipeline, "generate", four_steps)
+    monkeypatch.setattr(llada, "generate", four_steps)
     record = trace.split(lm.generate_until([req("Q", marked_doc())], disable_tqdm=True)[0])[1]
     assert (record.steps, record.steps_run, record.schedule_steps) == (4, 4, 8) and record.steps_saved == 0.5
     assert record.answers == ["5", "7", "7", "5"]
@@ -253,7 +253,7 @@ def test_early_stop_with_parallel_decoding_is_refused(tiny_dir):
     from lm_eval_temporal.loading import load_model
     from lm_eval_temporal.pipeline import TemporalPipeline
 
-    msg = ("early_stop='stable' with parallel_threshold=0.6: early_stop needs a fixed schedule: "
+    msg = ("early_stop='stable': early_stop needs a fixed schedule: "
            "parallel_threshold lets each row choose its number of steps")
     with pytest.raises(ValueError, match=f"^model arguments: {msg}"):
         LLaDATemporalLM(pretrained=str(tiny_dir), parallel_threshold=0.6, early_stop="stable", **GEN)
@@ -261,7 +261,7 @@ def test_early_stop_with_parallel_decoding_is_refused(tiny_dir):
     with pytest.raises(ValueError, match=f"^{msg}"):
         pipe(["Q:1+2=?"], SamplerConfig(parallel_threshold=0.6, **GEN), "gsm8k")
     confidence = TemporalPipeline(pipe.model, TemporalConfig(early_stop="confidence"))
-    with pytest.raises(ValueError, match="early_stop='confidence' with parallel_threshold=0.6: early_stop needs"):
+    with pytest.raises(ValueError, match="early_stop='confidence': early_stop needs a fixed schedule"):
         confidence(["Q:1+2=?"], SamplerConfig(parallel_threshold=0.6, **GEN), "gsm8k")
 
 

@@ -204,15 +204,15 @@ def test_override_reaches_generate(loaded, batch):
 
 
 @pytest.mark.parametrize("name, value, expected", [
-    ("max_denoising_steps", 0, "max_denoising_steps: expected an integer >= 1"),
-    ("max_denoising_steps", 2.5, "max_denoising_steps: expected an integer >= 1"),
-    ("max_new_tokens", True, "max_new_tokens: expected an integer >= 1"),
-    ("stability_threshold", -1, "stability_threshold: expected an integer >= 0"),
-    ("entropy_bound", 0, "entropy_bound: expected a number > 0"),
-    ("confidence_threshold", "high", "confidence_threshold: expected a number"),
-    ("t_min", -0.1, "t_min: expected a number >= 0"),
+    ("max_denoising_steps", 0, "max_denoising_steps=0: expected an integer >= 1"),
+    ("max_denoising_steps", 2.5, "max_denoising_steps=2.5: expected an integer"),
+    ("max_new_tokens", True, "max_new_tokens=True: expected an integer"),
+    ("stability_threshold", -1, "stability_threshold=-1: expected an integer >= 0"),
+    ("entropy_bound", 0, "entropy_bound=0.0: expected a number > 0"),
+    ("confidence_threshold", "high", "confidence_threshold='high': expected a number"),
+    ("t_min", -0.1, "t_min=-0.1: expected a number >= 0"),
     ("t_max", 0.05, "expected t_max > t_min, got t_max=0.05, t_min=0.1"),
-    ("canvas_length", 32, "unknown DiffusionGemma setting(s) ['canvas_length']"),
+    ("block_length", 32, "unknown DiffusionGemma setting(s) ['block_length']"),
 ])
 def test_bad_settings_name_the_argument(loaded, name, value, expected):
     with pytest.raises(ValueError) as e:

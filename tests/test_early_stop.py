@@ -91,18 +91,18 @@ REQS = [req("A", 0), req("B", 1), req("C", 2)]
 
 
 def test_off_by_default_and_never_installs_a_callback(tiny_dir, monkeypatch):
-    import lm_eval_temporal.pipeline as pipeline
+    import lm_eval_temporal.families.llada as llada
 
     lm, _ = make_lm(tiny_dir)
     assert lm.opts.early_stop == "none"
     seen = []
-    real = pipeline.generate
+    real = llada.generate
 
     def spy(*a, **kw):
         seen.append(sorted(k for k, v in kw.items() if "callback" in k and v))
         return real(*a, **kw)
 
-    monkeypatch.setattr(pipeline, "generate", spy)
+    monkeypatch.setattr(llada, "generate", spy)
     out = lm.generate_until(REQS, disable_tqdm=True)
     assert seen == [[]]  # the sampler runs exactly as before: no callback, no gap
     for text in out:

@@ -188,21 +188,25 @@ def test_early_stop_with_parallel_threshold_is_refused_in_the_pipelines_words(po
     with pytest.raises(ValueError) as built:
         early_stop.policy(TemporalConfig(early_stop=policy), sampler, None, ["gsm8k"], [[]])
     assert str(parsed.value) == f"model arguments: {built.value}" == (
-        f"model arguments: early_stop={policy!r} with parallel_threshold=0.9: early_stop needs a fixed schedule: "
-        "parallel_threshold lets each row choose its number of steps (drop one of the two)")
+        f"model arguments: early_stop={policy!r}: early_stop needs a fixed schedule: "
+        "parallel_threshold lets each row choose its number of steps (use early_stop=none with it)")
     assert parse_options({"early_stop": "none", "parallel_threshold": "0.9"}).parallel_threshold == 0.9
     assert early_stop.policy(TemporalConfig(), sampler, None, ["gsm8k"], [[]]).callback is None
 
 
 def test_horizon_is_the_fixed_schedule_or_the_steps_a_row_chose():
-    from lm_eval_temporal.config import SamplerConfig
+    from lm_eval_temporal.config import SamplerConfig, horizon
+    from lm_eval_temporal.families.diffusion_gemma.settings import DiffusionGemmaSettings
 
     exact = SamplerConfig(gen_length=16, steps=8, block_length=8)
-    assert exact.fixed_schedule and exact.horizon() == exact.horizon(3) == 8  # an early-stopped row: still 8
+    assert exact.fixed_schedule and horizon(exact) == horizon(exact, 3) == 8  # an early-stopped row: still 8
     parallel = SamplerConfig(gen_length=16, steps=8, block_length=8, parallel_threshold=0.9)
-    assert not parallel.fixed_schedule and (parallel.horizon(3), parallel.horizon(12)) == (3, 12)
-    with pytest.raises(ValueError, match="T is known only after decoding"):
-        parallel.horizon()
+    assert not parallel.fixed_schedule and (horizon(parallel, 3), horizon(parallel, 12)) == (3, 12)
+    with pytest.raises(ValueError, match="SamplerConfig lets each row choose .* T is known only after decoding"):
+        horizon(parallel)
+    adaptive = DiffusionGemmaSettings(max_new_tokens=8, max_denoising_steps=6, t_min=0.0, t_max=1.0, entropy_bound=1.0,
+                                      stability_threshold=2, confidence_threshold=0.9, canvas_length=8)
+    assert horizon(adaptive, 4) == 4  # adaptive stopping: each row its own steps
 
 
 def test_a_block_length_cut_to_a_short_task_is_reported_as_rounded():
