@@ -100,7 +100,8 @@ class SamplerConfig:
     suppress_eos: bool = False
     # Confidence-threshold parallel decoding (Fast-dLLM): commit every masked position of the
     # current block whose confidence reaches it (at least one per step); None = the exact
-    # schedule. Approximate and off by default; ``steps`` is then not used.
+    # schedule. Approximate and off by default; each row then chooses its number of steps, and
+    # ``steps`` only names the exact schedule that ``steps_saved`` counts against.
     parallel_threshold: float | None = option(None, lo=0.0, hi=1.0, lo_open=True)
     # Prefix KV cache (Fast-dLLM): at each block's first step the whole canvas runs once and
     # the keys/values of the prompt and the finished blocks are kept; the block's other steps

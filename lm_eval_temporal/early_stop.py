@@ -54,8 +54,8 @@ def policy(cfg: TemporalConfig, sampler: SamplerConfig, decoder: StepDecoder, ta
     (``config.horizon(sampler)``). ValueError when ``sampler`` has no fixed schedule."""
     if cfg.early_stop == "none":
         return Policy()
-    # a family's settings say what lets their rows choose: LLaDA's parallel_threshold, or the decoder
-    chooser = "parallel_threshold" if getattr(sampler, "parallel_threshold", None) is not None else type(sampler).__name__
+    # what lets the rows choose: LLaDA's parallel_threshold, or another family's decoder itself
+    chooser = "parallel_threshold" if isinstance(sampler, SamplerConfig) else type(sampler).__name__
     err = early_stop_error(cfg.early_stop, sampler.fixed_schedule, chooser)
     if err:
         raise ValueError(err)

@@ -52,7 +52,7 @@ def test_horizon_steps_run_and_schedule_steps_round_trip():
     exact schedule's steps) survive both serialisations; schedule_steps is written only where it
     is not steps, and a record written before it existed reads with schedule_steps = steps."""
     for kw, fields in [(dict(steps=16, answers=["7", "5"]), (16, 2, 16)),  # early stop: 2 of 16 steps
-                       (dict(steps=2, answers=["7", "5"], schedule_steps=8), (2, 2, 8)),  # parallel: 2 steps, 8 saved on
+                       (dict(steps=2, answers=["7", "5"], schedule_steps=8), (2, 2, 8)),  # parallel: 2 of 8
                        (dict(steps=12, answers=["5"] * 12, schedule_steps=8), (12, 12, 8))]:  # parallel, 12 > 8
         r = _record(vote_step=1, **kw)
         for line in (r.to_trace(), r.to_json()):
