@@ -100,7 +100,8 @@ class LLaDATemporalLM(LM):
         self._schedules: dict[SamplerConfig, run_info.ScheduleUse] = {}  # resolved settings -> rounding, tasks
         self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
         self._advice = RunAdvice(o.protocol, embedded=o.pretrained == EMBEDDED)
-        log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen))
+        self.efficiency = run_info.Efficiency()
+        log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen, self.family))
 
     # ------------------------------------------------------------------ lm-eval plumbing
     @property
@@ -155,6 +156,7 @@ class LLaDATemporalLM(LM):
         time) cover both the votes' answer clusters and the scoring."""
         info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.checkpoint,
                                    device=str(self.loaded.device))
+        info["llada_temporal"].update(family=self.family.name, efficiency=self.efficiency.as_record())
         scorer = info["llada_temporal"]["scorer"] = answers.scorer_stats(since=self._scorer_start)
         if scorer["unknown"] and not self._scorer_warned:
             self._scorer_warned = True
@@ -256,6 +258,7 @@ class LLaDATemporalLM(LM):
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
             for chunk in collator.get_batched(n=self.batch_size):
                 sampled = self._sample(chunk, capture=self._captures(chunk, out))
+                self.efficiency.add(self.pipeline.output_tokens(sampled), sampled.forward_passes)
                 if pending is not None:
                     done(pending[0], pending[1].result())
                     pending = None

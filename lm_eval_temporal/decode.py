@@ -43,6 +43,13 @@ def cut_at(text: str, stops: Sequence[str]) -> str:
     return text
 
 
+def ends(rows: torch.Tensor, end_ids: torch.Tensor) -> torch.Tensor:
+    """[N, G] rows -> [N]: the position of each row's first token in ``end_ids`` (G: none), i.e.
+    its number of tokens before the end."""
+    hit = torch.isin(rows, end_ids)
+    return torch.where(hit.any(dim=1), hit.int().argmax(dim=1), rows.shape[1])
+
+
 class StepDecoder:
     """Decodes generated rows as the answer parser should read them: each row ends at its
     first stop token (EOS, end of turn), special tokens are skipped, then the text ends at the
@@ -57,10 +64,8 @@ class StepDecoder:
     def cut(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[N, G] rows -> (end [N], rows with every token from the first stop token on set to
         -1): two rows with equal cut rows decode to the same text."""
-        stop = torch.isin(rows, self.stop_ids)
-        G = rows.shape[1]
-        end = torch.where(stop.any(dim=1), stop.int().argmax(dim=1), G)
-        keep = torch.arange(G)[None, :] < end[:, None]
+        end = ends(rows, self.stop_ids)
+        keep = torch.arange(rows.shape[1])[None, :] < end[:, None]
         return end, torch.where(keep, rows.long(), -1)
 
     def _decode(self, rows: list[list[int]], stops: Sequence[str]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from lm_eval_temporal.config import DTYPES as DTYPE_NAMES
+from lm_eval_temporal.errors import OptionError
 
 __all__ = ["LoadedModel", "load_model", "read_config", "pick_family", "resolve_dtype", "compile_blocks",
            "mask_token", "eos_token", "pad_token", "apply_adapter"]
@@ -150,11 +151,11 @@ def pick_family(family: str, config: dict[str, Any]):
 
     if family == "auto":
         return families.detect(config)
-    chosen = families.get(family)
-    found = families.detect(config)
-    if found.name != chosen.name and found.name != "llada":
-        raise ValueError(f"family={family!r}: this checkpoint is a {found.name} model "
-                         f"(model_type {config.get('model_type')!r}); pass family=auto or family={found.name}")
+    chosen, found = families.get(family), families.detect(config)
+    if chosen.name != found.name and (found.name != "llada" or not chosen.recognises(config)):
+        # llada reads any masked predictor; every other family only its own checkpoints
+        raise OptionError(f"family={family!r}: this checkpoint is a {found.name} model (model_type "
+                          f"{config.get('model_type')!r}); pass family=auto or family={found.name}")
     return chosen
 
 

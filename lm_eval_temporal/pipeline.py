@@ -25,7 +25,7 @@ import torch
 
 from lm_eval_temporal import answers, early_stop, families, temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig, horizon
-from lm_eval_temporal.decode import StepDecoder, cut_at, encode_prompt, left_pad
+from lm_eval_temporal.decode import StepDecoder, cut_at, encode_prompt, ends, left_pad
 from lm_eval_temporal.loading import LoadedModel
 from lm_eval_temporal.record import TemporalRecord
 
@@ -39,7 +39,7 @@ class Run:
     input_ids: torch.Tensor  # [N, P] left-padded prompts
     attention_mask: torch.Tensor  # [N, P] 1 = real token
     sequences: torch.Tensor  # [N, G] generated tokens
-    commit_step: torch.Tensor  # [N, G] the step each generated token was committed at
+    commit_step: torch.Tensor | None  # [N, G] the step each token was committed at (masked diffusion only)
     records: list[TemporalRecord]
 
 
@@ -125,6 +125,9 @@ class TemporalPipeline:
         # The paper's code decodes the whole canvas (special tokens skipped), cutting nothing at EOS.
         self.decoder = StepDecoder(model.tokenizer, [] if self.config.protocol == "paper" else model.stop_ids)
         self.pad_id = next(i for i in (model.pad_id, model.eos_id, 0) if i is not None)
+        # Tokens per forward pass counts a row's output up to its end (EOS, end of turn) or
+        # padding, whatever the protocol reads: the leaderboard's rule.
+        self.end_ids = torch.tensor(sorted({*model.stop_ids, self.pad_id}), dtype=torch.long)
 
     # ------------------------------------------------------------------ prompts
     def encode(self, text: str) -> list[int]:
@@ -169,11 +172,16 @@ class TemporalPipeline:
         """The generated text of each row, ended at its stop token and stop strings."""
         return [cut_at(t, s) for t, s in zip(self.decoder.texts(sampled.sequences), sampled.stops)]
 
+    def output_tokens(self, sampled: Sampled) -> list[int]:
+        """Each row's valid output tokens: generated before its first end or pad token."""
+        return ends(sampled.sequences, self.end_ids).tolist()
+
     def finish(self, sampled: Sampled) -> list[TemporalRecord]:
         """One record per row of a batch sampled with ``capture=True``."""
         if sampled.trajectory is None:
             raise ValueError("finish: the batch was sampled with capture=False (no steps to read)")
         finals = self.final_texts(sampled)
+        tokens = self.output_tokens(sampled)
         records = []
         for b, final_text in enumerate(finals):
             n, task = sampled.steps_run[b], sampled.tasks[b]
@@ -187,8 +195,10 @@ class TemporalPipeline:
                     step_answers[s] = answers.extract_answer(t, task, self.config.protocol)
             texts[-1] = final_text  # the last capture is the final output
             step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
-            records.append(make_record(step_answers, texts, self.config, task=task, steps=horizon(sampled.sampler, n),
-                                       schedule_steps=sampled.sampler.steps, keep_texts=self.keep_texts))
+            record = make_record(step_answers, texts, self.config, task=task, steps=horizon(sampled.sampler, n),
+                                 schedule_steps=sampled.sampler.steps, keep_texts=self.keep_texts)
+            record.tokens, record.nfe = tokens[b], sampled.forward_passes[b]
+            records.append(record)
         return records
 
     # ------------------------------------------------------------------ all at once
@@ -221,7 +231,8 @@ class TemporalPipeline:
             sequences.append(sampled.sequences)
             commits.append(sampled.commit_step)
             records.extend(self.finish(sampled))
-        return Run(ids, attn, torch.cat(sequences), torch.cat(commits), records)
+        commit_step = None if any(c is None for c in commits) else torch.cat(commits)
+        return Run(ids, attn, torch.cat(sequences), commit_step, records)
 
     def __call__(self, prompts: Sequence[str], sampler: SamplerConfig, task: str | Sequence[str] = "generic",
                  **kwargs) -> list[TemporalRecord]:

@@ -73,6 +73,9 @@ class TemporalRecord:
     ``weights`` (each step's vote weight), ``final_text``, ``response`` (the text returned),
     ``step_texts`` (with ``trajectory_text=true``), and the gated vote's verdict.
     ``protocol`` says how the answers were read and are to be scored (``default`` or ``paper``).
+    ``tokens`` (valid output tokens: generated before EOS, no prompt, no padding) and ``nfe``
+    (the model's forward passes for the row; guidance counts two per step) give tokens per
+    forward pass (``tpf``) when summed over a run; None in records made before they existed.
     """
 
     answer_task: str
@@ -94,6 +97,8 @@ class TemporalRecord:
     gate_share: float | None = None
     protocol: str = "default"
     schedule_steps: int | None = None  # None: ``steps``
+    tokens: int | None = None
+    nfe: int | None = None
 
     def __post_init__(self) -> None:
         if self.schedule_steps is None:
@@ -140,6 +145,7 @@ class TemporalRecord:
             "method": self.method,
             "tse": self.tse,
             "protocol": self.protocol,
+            **{k: v for k, v in (("tokens", self.tokens), ("nfe", self.nfe)) if v is not None},
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -199,4 +205,13 @@ class TemporalRecord:
             gate_share=data.get("gate_share"),
             protocol=str(data.get("protocol") or "default"),
             schedule_steps=schedule_steps,
+            tokens=_count(data, "tokens", where),
+            nfe=_count(data, "nfe", where),
         )
+
+
+def _count(data: dict[str, Any], name: str, where: str) -> int | None:
+    value = data.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise RecordError(f"{where}: {name!r}={value!r} must be a non-negative integer")
+    return value

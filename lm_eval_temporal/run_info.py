@@ -41,7 +41,7 @@ import lm_eval_temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
 from lm_eval_temporal.options import EMBEDDED, BackendOptions
 
-__all__ = ["RESULT_NEUTRAL", "ScheduleUse", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
+__all__ = ["RESULT_NEUTRAL", "ScheduleUse", "Efficiency", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
            "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest"]
 
 CACHE_KEY = "__llada_temporal_settings__"  # the entry this package keeps in an lm-eval --use_cache database
@@ -59,6 +59,28 @@ class ScheduleUse:
 
     rounded: list[str]
     tasks: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
+class Efficiency:
+    """A run's token and forward-pass totals over every generated row (decoded alone or in a
+    batch): tokens per forward pass as the dLLM leaderboard counts it."""
+
+    tokens: int = 0  # valid output tokens: generated before EOS, no prompt, no padding
+    forward_passes: int = 0  # the model's forward passes (guidance counts two per step)
+    samples: int = 0
+
+    def add(self, tokens: list[int], forward_passes: list[int]) -> None:
+        self.tokens += sum(tokens)
+        self.forward_passes += sum(forward_passes)
+        self.samples += len(tokens)
+
+    def as_record(self) -> dict[str, Any]:
+        return {"tokens": self.tokens, "forward_passes": self.forward_passes, "samples": self.samples,
+                "tpf": self.tokens / self.forward_passes if self.forward_passes else None,
+                "nfe": self.forward_passes / self.samples if self.samples else None,
+                "rule": "tpf = summed valid output tokens (before EOS, no prompt, no padding) / summed forward "
+                        "passes of the run; nfe = forward passes per sample"}
 
 
 def output_settings(opts: BackendOptions) -> dict[str, Any]:
@@ -165,15 +187,24 @@ def stamp(opts: BackendOptions, checkpoint: Mapping[str, Any], request: str = "g
     return Stamp(json.loads(json.dumps(settings, default=str)))  # as it reads back from JSON
 
 
-def summary(opts: BackendOptions, temporal: TemporalConfig, default_gen: dict[str, int]) -> str:
+def summary(opts: BackendOptions, temporal: TemporalConfig, default_gen: dict[str, int], family: Any = None) -> str:
     """The one line a run prints at start: every output-changing setting (``output_settings``)
     as it acts, i.e. the clustering the protocol uses and the embedded model's schedule, or
-    ``per-task`` where each task's ``max_gen_toks`` / sampling decides; then the batch size and
-    the package version. Values are written as model arguments are (true, none, 8:5:3)."""
+    ``per-task`` where each task's ``max_gen_toks`` / sampling decides (``checkpoint`` where a
+    checkpoint's generation_config does); then the batch size and the package version. Values
+    are written as model arguments are (true, none, 8:5:3). With ``family`` (the
+    checkpoint's), settings that act on other families only are left out."""
+    from lm_eval_temporal.families import foreign_names, get
+
     acting = output_settings(opts)
     for name in ("gen_length", "steps", "block_length", "temperature"):
         if acting[name] is None:
             acting[name] = default_gen.get(name, "per-task")
+    for name in get("diffusion_gemma").model_args:
+        if acting[name] is None:
+            acting[name] = "checkpoint"
+    if family is not None:
+        acting = {k: v for k, v in acting.items() if k not in foreign_names(family)}
     acting.update(cluster=temporal.clusters, batch_size=opts.batch_size, version=lm_eval_temporal.__version__)
     return " ".join(f"{name}={_as_arg(value)}" for name, value in acting.items())
 

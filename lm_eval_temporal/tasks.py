@@ -257,9 +257,19 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
     protocol = record.protocol if record is not None else "default"
     out = {"exact_match": float(answers.is_correct(text, gold, task, protocol=protocol))}
     if record is None:
-        out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan, steps_saved=math.nan)
+        out.update(final_pass=math.nan, ever_pass=math.nan, tse=math.nan, steps_saved=math.nan, nfe=math.nan,
+                   tpf=(0, 0))
         return out
     s = metrics.score(record, gold, task=task)
     out.update(final_pass=float(s.final_pass), ever_pass=float(s.ever_pass), tse=float(s.tse),
-               steps_saved=record.steps_saved)
+               steps_saved=record.steps_saved, nfe=math.nan if record.nfe is None else float(record.nfe),
+               tpf=(record.tokens or 0, record.nfe or 0))
     return out
+
+
+def tokens_per_forward(items: list[tuple[int, int]]) -> float:
+    """lm-eval aggregation of ``tpf``: summed valid output tokens over summed forward passes of
+    the whole task (the leaderboard's rule), not a mean of per-sample ratios; NaN without any
+    forward pass recorded."""
+    tokens, passes = (sum(col) for col in zip(*items)) if items else (0, 0)
+    return tokens / passes if passes else math.nan

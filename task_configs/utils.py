@@ -6,4 +6,5 @@ from lm_eval_temporal.tasks import (  # noqa: F401
     load_math500,
     load_svamp,
     process_results,
+    tokens_per_forward,
 )

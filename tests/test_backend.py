@@ -174,8 +174,10 @@ def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
     assert (rec_p.final, rec_p.protocol) == ("18.0", "paper") and text_p.endswith("\\boxed{18}")
     doc = {**marked_doc("18")}
     assert process_results(doc, [responses["default"]])["exact_match"] == 0.0
+    # tpf counts the tokens before the first EOS under either protocol (the leaderboard's rule)
     assert process_results(doc, [responses["paper"]]) == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0,
-                                                          "tse": 0.0, "steps_saved": 0.0}
+                                                          "tse": 0.0, "steps_saved": 0.0, "nfe": 4.0,
+                                                          "tpf": (len(head), 4)}
 
 
 def test_parallel_decoding_records_the_steps_it_ran_and_the_schedule_it_saved_on(tiny_dir, tmp_path):

@@ -18,7 +18,7 @@ from lm_eval_temporal import trace
 pytestmark = pytest.mark.slow
 LM_EVAL = os.path.join(os.path.dirname(sys.executable), "lm_eval")
 TASKS = ["gsm8k_temporal", "svamp", "math500", "countdown"]
-METRICS = ["exact_match", "final_pass", "ever_pass", "tse"]
+METRICS = ["exact_match", "final_pass", "ever_pass", "tse", "tpf", "nfe"]
 DATA = str(offline_data.DATA)  # absolute: the lm_eval subprocesses run in a temporary folder
 
 
@@ -158,3 +158,22 @@ def test_hf_causal_baseline_runs_our_task_config(tmp_path):
     res = results_of(tmp_path / "hf")["svamp"]
     assert res["exact_match,none"] in (0.0, 0.5, 1.0)
     assert all(math.isnan(res[f"{m},none"]) for m in ("final_pass", "ever_pass", "tse"))
+
+
+def test_diffusion_gemma_checkpoint_through_dllm_temporal(tmp_path):
+    """A DiffusionGemma checkpoint directory evaluates through the family-neutral name with
+    per-step capture, and reports the temporal metrics and tokens per forward pass."""
+    from tiny_diffusion_gemma import build_tiny_diffusion_gemma
+
+    ckpt = build_tiny_diffusion_gemma(tmp_path / "dg")
+    r = lm_eval("--model", "dllm_temporal", "--model_args", f"pretrained={ckpt}", "--tasks", "arith_chain",
+                "--limit", "3", "--batch_size", "3", "--log_samples", "--output_path", str(tmp_path / "out"),
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = results_of(tmp_path / "out")["arith_chain"]
+    for m in METRICS:
+        assert isinstance(res[f"{m},none"], float) and not math.isnan(res[f"{m},none"]), m
+    (samples,) = glob.glob(str(tmp_path / "out" / "**" / "samples_arith_chain_*.jsonl"), recursive=True)
+    records = [trace.split(json.loads(line)["resps"][0][0])[1] for line in Path(samples).read_text().splitlines()]
+    assert all(rec.steps_run >= 2 for rec in records)
+    assert res["tpf,none"] == pytest.approx(sum(rec.tokens for rec in records) / sum(rec.nfe for rec in records))

@@ -55,9 +55,10 @@ def test_process_results_reports_forward_passes_saved():
     from lm_eval_temporal.tasks import process_results
 
     doc = {"gold": json.dumps("5"), trace.TRACE_KEY: {"task": "gsm8k"}}
-    stopped = TemporalRecord("gsm8k", 8, ["7", "5", "5", "5"], "5", "5", 3, "exp", 0.2)  # 4 of 8 steps run
+    stopped = TemporalRecord("gsm8k", 8, ["7", "5", "5", "5"], "5", "5", 3, "exp", 0.2, tokens=6, nfe=4)  # 4 of 8 steps
     out = process_results(doc, [trace.attach("#### 5", stopped)])
-    assert out == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0, "tse": 0.2, "steps_saved": 0.5}
+    assert out == {"exact_match": 1.0, "final_pass": 1.0, "ever_pass": 1.0, "tse": 0.2, "steps_saved": 0.5,
+                   "nfe": 4.0, "tpf": (6, 4)}
     assert math.isnan(process_results(doc, ["#### 5"])["steps_saved"])  # other backends: no trace
     # Parallel decoding: the row's horizon is its own 2 steps; saved against the schedule's 8
     # (and negative where a row took more steps than the schedule).

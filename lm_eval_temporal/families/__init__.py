@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Family", "NAMES", "get", "detect"]
+__all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args"]
 
 NAMES = ("llada", "diffusion_gemma")  # ``family=`` values besides ``auto``
 
@@ -69,8 +69,12 @@ def detect(config: Mapping[str, Any]) -> Family:
     return get("llada")
 
 
+def foreign_names(family: Family) -> frozenset[str]:
+    """The model arguments that act on other families only."""
+    return frozenset().union(*(get(n).model_args for n in NAMES if n != family.name)) - family.model_args
+
+
 def foreign_args(family: Family, given: Mapping[str, Any]) -> list[str]:
     """The model arguments in ``given`` (name -> value, only those set away from their
     defaults) that belong to another family than ``family``."""
-    others = set().union(*(get(n).model_args for n in NAMES if n != family.name)) - family.model_args
-    return sorted(set(given) & others)
+    return sorted(set(given) & foreign_names(family))
