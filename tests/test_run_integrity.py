@@ -47,20 +47,26 @@ def doc_ids(path) -> list[int]:
     return sorted(TemporalRecord.from_json(r).doc_id for r in rows if HEADER not in r)
 
 
-def test_interrupted_then_resumed_run_has_one_record_per_document(tiny_dir, tmp_path):
-    path = tmp_path / "traj.jsonl"
+def interrupted_run(tiny_dir, path):
+    """A run with ``trajectory_path=path`` interrupted (KeyboardInterrupt) in its second batch,
+    after the first batch's records were written."""
     lm = LLaDATemporalLM(pretrained=str(tiny_dir), batch_size=4, trajectory_path=str(path), overlap=False, **GEN)
     real, calls = lm.pipeline.finish, []
 
-    def interrupt_after_first_batch(sampled):
+    def interrupt_in_second_batch(sampled):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(sampled)
 
-    lm.pipeline.finish = interrupt_after_first_batch
+    lm.pipeline.finish = interrupt_in_second_batch
     with pytest.raises(KeyboardInterrupt):
         lm.generate_until(reqs(), disable_tqdm=True)
+
+
+def test_interrupted_then_resumed_run_has_one_record_per_document(tiny_dir, tmp_path):
+    path = tmp_path / "traj.jsonl"
+    interrupted_run(tiny_dir, path)
     assert not path.exists()  # nothing that looks like a complete run
     done = set(doc_ids(path.with_name("traj.jsonl.partial")))
     assert len(done) == 4  # the finished batch is kept
@@ -145,18 +151,7 @@ def test_hard_killed_resume_keeps_the_records_of_earlier_runs(tiny_dir, tmp_path
 def test_partial_left_under_other_settings_is_set_aside_not_merged(tiny_dir, tmp_path, caplog):
     path = tmp_path / "traj.jsonl"
     partial = path.with_name("traj.jsonl.partial")
-    lm = LLaDATemporalLM(pretrained=str(tiny_dir), batch_size=4, trajectory_path=str(path), overlap=False, **GEN)
-    real, calls = lm.pipeline.finish, []
-
-    def interrupt_in_second_batch(sampled):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(sampled)
-
-    lm.pipeline.finish = interrupt_in_second_batch
-    with pytest.raises(KeyboardInterrupt):
-        lm.generate_until(reqs(), disable_tqdm=True)
+    interrupted_run(tiny_dir, path)
     left = partial.read_text()
     other = LLaDATemporalLM(pretrained=str(tiny_dir), batch_size=4, trajectory_path=str(path), vote="linear", **GEN)
     with caplog.at_level(logging.WARNING):
