@@ -174,6 +174,8 @@ def _task_columns(results: dict[str, Any]) -> dict[str, dict[str, float | None]]
     out: dict[str, dict[str, float | None]] = {}
     names = {m for m, _ in METRICS}
     for task, entry in results.items():
+        if not isinstance(entry, dict):
+            continue
         filters = sorted({k.split(",", 1)[1] for k in entry if "," in k and k.split(",", 1)[0] in names})
         for flt in filters:
             values = {m: _number(entry.get(f"{m},{flt}")) for m, _ in METRICS if m != "vote_gain"}
@@ -240,16 +242,16 @@ def _checkpoint(ck: dict[str, Any], settings: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _temporal_run(cfg: dict[str, Any], info: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, str]]:
+def _temporal_run(info: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, str]]:
     """(row key, row fields, schedule per task) of a llada_temporal run."""
     settings = info.get("settings") or {}
     ck = info.get("checkpoint") or {}
     acting = _acting(settings)
     content = {k: ck.get(k) for k in ("weights_sha256", "commit", "peft_sha256")}
     key = json.dumps({"checkpoint": content, "settings": acting}, sort_keys=True, default=str)
-    vote = str(settings.get("vote", MISSING))
-    if vote in _ALPHA_VOTES and settings.get("alpha") is not None:
-        vote += f" α={_fmt(settings['alpha'])}"
+    vote = str(acting.get("vote", MISSING))  # acting: as recorded, with the defaults of what was not
+    if vote in _ALPHA_VOTES and acting.get("alpha") is not None:
+        vote += f" α={_fmt(acting['alpha'])}"
     schedules = {t: _schedule(s) for s in info.get("schedules") or [] for t in s.get("tasks", [])}
     defaults = _defaults()
     other = [f"{k}={_fmt(v)}" for k, v in sorted(acting.items())
@@ -282,7 +284,7 @@ def read_run(path: Path, verdict: Verdict) -> Run:
         raise LeaderboardError(f"{path}: no 'results' object (not an lm-eval results file)")
     cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
     info = cfg.get("llada_temporal")
-    key, fields, schedules = (_temporal_run(cfg, info) if isinstance(info, dict)
+    key, fields, schedules = (_temporal_run(info) if isinstance(info, dict)
                               else _other_run(cfg, data.get("model_name")))
     counts = data.get("n-samples") or {}
     cells = {}
@@ -312,6 +314,14 @@ def _notes(rows: list[Row], columns: list[str], repeated: list[str]) -> list[str
     return notes + repeated
 
 
+def _order(row: Row) -> tuple:
+    """Verified rows first, then by protocol (scores compare within one), then best mean
+    exact_match over the row's tasks (a row without any last)."""
+    ems = [c.values["exact_match"] for c in row.cells.values() if c.values["exact_match"] is not None]
+    return (not row.verified, row.fields["protocol"], -sum(ems) / len(ems) if ems else math.inf,
+            row.fields["model"], row.key)
+
+
 def build(dirs: Sequence[str | Path], *, allow_limit: bool = False) -> Board:
     """The table of every run under ``dirs``; each results folder is checked once with
     :func:`verify_folder` (``allow_limit`` passes on ``--allow-limit``)."""
@@ -334,7 +344,7 @@ def build(dirs: Sequence[str | Path], *, allow_limit: bool = False) -> Board:
                     continue
             row.cells[col], dates[(run.key, col)] = cell, run.date
     columns = sorted({c for r in rows.values() for c in r.cells})
-    ordered = sorted(rows.values(), key=lambda r: (not r.verified, r.fields["model"], r.key))
+    ordered = sorted(rows.values(), key=_order)
     return Board(ordered, columns, _notes(ordered, columns, repeated))
 
 

@@ -17,7 +17,7 @@ __all__ = ["to_html"]
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em;color:#1f2328}
 h1{font-size:1.4em;margin:0 0 .5em}
-.notes{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5em 1em .5em 2em;margin:0 0 1em}
+.notes{width:fit-content;max-width:70em;background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5em 1em .5em 2em;margin:0 0 1em}
 .legend{color:#59636e;font-size:.9em;max-width:70em}
 table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #d1d9e0;padding:4px 8px;vertical-align:top}

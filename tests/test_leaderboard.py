@@ -271,3 +271,14 @@ def test_errors_name_the_folder_or_file(tmp_path, capsys):
     bad.write_text("{not json")
     with pytest.raises(lb.LeaderboardError, match="results_x.json: not a readable results JSON"):
         lb.read_run(bad, lb.Verdict(True))
+
+
+def test_rows_are_verified_first_then_by_protocol_then_best_score(tmp_path, monkeypatch):
+    verdicts(monkeypatch, bad={"/d": ("hash mismatch",)})
+    runs = [write_run(tmp_path, name="a", vote="none", metrics={"exact_match": 0.25}),
+            write_run(tmp_path, name="b", vote="linear", metrics={"exact_match": 0.5}),
+            write_run(tmp_path, name="c", vote="exp", protocol="paper", metrics={"exact_match": 0.9}),
+            write_run(tmp_path, name="d", vote="fixed", metrics={"exact_match": 1.0}),
+            write_run(tmp_path, name="e", vote="gated", metrics={})]
+    board = lb.build(runs)
+    assert [r.fields["vote"] for r in board.rows] == ["linear", "none", "gated α=5", "exp α=5", "fixed"]
