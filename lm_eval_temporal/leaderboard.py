@@ -365,6 +365,7 @@ def display(metric: str, value: float | None) -> str:
 LEGEND = ("EM = exact_match, the scored answer (the vote when voting is on); final / ever = final-pass / "
           "ever-pass; gain = EM − final in points; scores in %; TSE = temporal semantic entropy (lower: steadier "
           "answers); tpf = tokens per forward pass; schedule L/S/B = gen_length / steps / block_length; "
+          "settings = other settings that act, where not at their defaults; "
           f"{MISSING} = not recorded.")
 
 
