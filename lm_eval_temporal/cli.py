@@ -32,7 +32,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
     f.add_argument("--overwrite", action="store_true", help="download files that are already there again")
+    lb = sub.add_parser(
+        "leaderboard",
+        help="one table (Markdown, CSV, sortable HTML) of many lm-eval runs: rows are models, columns tasks",
+        description="Aggregate lm-eval output folders (results_*.json, searched recursively) into OUT/leaderboard.md, "
+                    "leaderboard.csv and leaderboard.html. Each run is checked with `lm-eval-temporal verify`; "
+                    "unverified rows carry a badge saying why. Missing values show as an em dash.",
+    )
+    lb.add_argument("dirs", nargs="+", metavar="DIR", help="lm-eval --output_path folders (or results files)")
+    lb.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    lb.add_argument("--allow-limit", action="store_true", help="verify smoke runs made with --limit as complete")
     return p
+
+
+def leaderboard_from_cli(dirs: list[str], output: str, allow_limit: bool) -> int:
+    """``lm-eval-temporal leaderboard DIR... -o OUT [--allow-limit]``; returns the exit code."""
+    from lm_eval_temporal.leaderboard import LeaderboardError, leaderboard
+
+    try:
+        written = leaderboard(dirs, output, allow_limit=allow_limit)
+    except (LeaderboardError, OSError) as exc:
+        print(f"lm-eval-temporal leaderboard: error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
 
 
 def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "fetch-data":
         return fetch_data_from_cli(args.out_dir, args.overwrite)
+    if args.command == "leaderboard":
+        return leaderboard_from_cli(args.dirs, args.output, args.allow_limit)
     from lm_eval_temporal.plot import plot_trajectories
 
     try:

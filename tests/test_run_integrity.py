@@ -287,7 +287,7 @@ def test_code_digest_covers_the_code_that_shapes_outputs(tmp_path):
     copy = tmp_path / "lm_eval_temporal"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__", "*.safetensors"))
     assert run_info.code_digest(copy) == run_info.code_digest(package)
-    for neutral in ("plot/figures.py", "tcr/trainer.py", "cli.py", "run_info.py"):
+    for neutral in ("plot/figures.py", "tcr/trainer.py", "cli.py", "run_info.py", "leaderboard.py", "leaderboard_html.py"):
         (copy / neutral).write_text((copy / neutral).read_text() + "\n# edited\n")
         assert run_info.code_digest.__wrapped__(copy) == run_info.code_digest(package), neutral
     for shaping in ("answers/paper.py", "sampler.py", "task_configs/svamp.yaml", "tiny/checkpoint/tokenizer.json"):
