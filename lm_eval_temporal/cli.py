@@ -1,5 +1,5 @@
 """lm-eval-temporal command line: tcr (Temporal Consistency Reinforcement), plot (trajectory
-figures) and fetch-data (the offline benchmark folder)."""
+figures), fetch-data (the offline benchmark folder) and verify (re-check a run's files)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created if missing)")
     f.add_argument("--overwrite", action="store_true", help="download files that are already there again")
+    v = sub.add_parser("verify", help="re-check a run's results from its samples, record and file hashes (a CI gate)",
+                       description="Re-derive every reported metric from the samples files, check the run record is "
+                                   "complete, one protocol across tasks, full document sets and the sidecar's file "
+                                   "hashes. Exit status 1 with one line per problem.")
+    v.add_argument("results_dir", metavar="RESULTS_DIR", help="lm_eval --output_path folder (searched recursively)")
+    v.add_argument("--allow-limit", action="store_true", help="accept runs that evaluated part of a task (--limit)")
+    v.add_argument("--json", action="store_true", help="print the report as JSON (for bots)")
     return p
+
+
+def verify_from_cli(results_dir: str, allow_limit: bool, as_json: bool) -> int:
+    """``lm-eval-temporal verify RESULTS_DIR [--allow-limit] [--json]``; 0 when every check passes."""
+    import json
+
+    from lm_eval_temporal.verify import verify_run
+
+    report = verify_run(results_dir, allow_limit=allow_limit)
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        for line in report.problems:
+            print(line)
+        if report.ok:
+            print(f"ok: {len(report.runs)} run(s), {sum(len(r.tasks) for r in report.runs)} task(s) verified")
+    return 0 if report.ok else 1
 
 
 def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "fetch-data":
         return fetch_data_from_cli(args.out_dir, args.overwrite)
+    if args.command == "verify":
+        return verify_from_cli(args.results_dir, args.allow_limit, args.json)
     from lm_eval_temporal.plot import plot_trajectories
 
     try:
