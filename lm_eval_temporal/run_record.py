@@ -22,7 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUN_RECORD_SCHEMA", "REQUIRED", "TASK_REQUIRED", "ref", "resolve", "missing_fields", "file_sha256",
+__all__ = ["RUN_RECORD_SCHEMA", "REQUIRED", "TASK_REQUIRED", "ref", "resolve", "resolve_or", "missing_fields",
+           "file_sha256",
            "task_config_files", "task_entry", "package_versions", "build"]
 
 # 1: first version (model / evaluation / statistics sections, per-task config and dataset
@@ -39,7 +40,7 @@ REQUIRED = tuple(f"{_RECORD}/{p}" for p in (
     "checkpoint/pretrained", "checkpoint/revision", "checkpoint/weights_sha256", "checkpoint/tokenizer_sha256",
     "run_record/model/checkpoint", "run_record/model/tokenizer", "run_record/model/chat_template",
     "run_record/model/decoding_mode", "run_record/model/sampler", "run_record/model/max_output_length",
-    "run_record/evaluation/limit", "run_record/evaluation/repeats", "run_record/evaluation/tasks",
+    "run_record/evaluation/limit", "run_record/evaluation/tasks",
     "run_record/evaluation/raw_output/samples", "run_record/evaluation/raw_output/trajectory_files",
     "run_record/evaluation/raw_output/sidecar",
     "run_record/statistics/measured_runs", "run_record/statistics/summary",
@@ -73,21 +74,26 @@ def _escape(token: str) -> str:
 _ABSENT = object()
 
 
-def resolve(doc: Any, pointer: str) -> Any:
-    """The value at a JSON Pointer (RFC 6901), following ``$ref`` objects on the way;
-    raises KeyError naming the first part that is not there."""
+def resolve(doc: Any, pointer: str, *, follow: bool = True) -> Any:
+    """The value at a JSON Pointer (RFC 6901), following ``$ref`` objects on the way (and, with
+    ``follow``, the one found at the end); raises KeyError naming the pointer when a part is
+    not there."""
     value = doc
     for token in pointer.split("/")[1:] if pointer else []:
-        if isinstance(value, Mapping) and "$ref" in value and _unescape(token) not in value:
-            value = resolve(doc, value["$ref"])
         key = _unescape(token)
+        if _is_ref(value) and key not in value:
+            value = resolve(doc, value["$ref"])
         if isinstance(value, Mapping) and key in value:
             value = value[key]
         elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
             value = value[int(key)]
         else:
             raise KeyError(pointer)
-    return value
+    return resolve(doc, value["$ref"]) if follow and _is_ref(value) else value
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("$ref"), str)
 
 
 def _refs(value: Any, where: str) -> Iterable[tuple[str, str]]:
@@ -106,29 +112,27 @@ def missing_fields(results: Mapping[str, Any]) -> list[str]:
     """The fields a complete record has that ``results`` (a results JSON) lacks, and the
     references in its record that lead nowhere, one line each."""
     out = []
-    for pointer in REQUIRED:
-        try:
-            resolve(results, pointer)
-        except KeyError:
-            out.append(f"run record: missing {pointer}")
+    out.extend(f"run record: missing {p}" for p in REQUIRED if not _has(results, p))
     for task in results.get("configs", {}):
         base = f"{_RECORD}/run_record/evaluation/tasks/{_escape(task)}"
         out.extend(f"run record: missing {base}/{p}" for p in TASK_REQUIRED if not _has(results, f"{base}/{p}"))
     for where, target in _refs(resolve_or(results, _RECORD, {}), _RECORD):
-        if not _has(results, target):
+        if resolve_or(results, target, _ABSENT) is _ABSENT:
             out.append(f"run record: {where} refers to {target}, which the results JSON does not hold")
     return out
 
 
-def resolve_or(doc: Any, pointer: str, default: Any = None) -> Any:
+def resolve_or(doc: Any, pointer: str, default: Any = None, *, follow: bool = True) -> Any:
+    """:func:`resolve`, or ``default`` where the pointer leads nowhere."""
     try:
-        return resolve(doc, pointer)
+        return resolve(doc, pointer, follow=follow)
     except KeyError:
         return default
 
 
 def _has(doc: Any, pointer: str) -> bool:
-    return resolve_or(doc, pointer, _ABSENT) is not _ABSENT
+    """Whether the record holds the field (a reference counts; where it leads is checked apart)."""
+    return resolve_or(doc, pointer, _ABSENT, follow=False) is not _ABSENT
 
 
 def file_sha256(path: str | Path) -> str:
@@ -245,7 +249,6 @@ def build(*, tasks: Mapping[str, tuple[str | None, int | None]], protocol: str, 
         },
         "evaluation": {
             "limit": ref("/config/limit", rule="null: every document; see /n-samples"),
-            "repeats": ref("/configs", rule="per task: /configs/<task>/repeats"),
             "tasks": {t: task_entry(t, parser, protocol, g) for t, (parser, g) in sorted(tasks.items())},
             "raw_output": {
                 "samples": "samples_<task>_<date>.jsonl next to the results file (lm_eval --log_samples)",

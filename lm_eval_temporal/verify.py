@@ -47,6 +47,8 @@ class TaskCheck:
     metrics: dict[str, float]
     protocol: str | None
     method: str | None
+    tokens: int = 0  # summed over the traces (one filter): the run's efficiency block counts the same
+    forward_passes: int = 0
 
 
 @dataclasses.dataclass
@@ -174,8 +176,27 @@ def _check_task(task: str, lines: list[dict[str, Any]], results: Mapping[str, An
         if "exact_match" in by_metric and "final_pass" in by_metric:
             metrics[f"vote_gain,{filt}"] = metrics[f"exact_match,{filt}"] - metrics[f"final_pass,{filt}"]
     documents = results.get("n-samples", {}).get(task, {}).get("original")
+    pairs = next(iter(per_filter.values()), {}).get("tpf", [])
     return TaskCheck(task, len({json.dumps(line.get("doc_id")) for line in lines}), documents, metrics,
-                     protocols.pop() if len(protocols) == 1 else None, methods.pop() if len(methods) == 1 else None)
+                     protocols.pop() if len(protocols) == 1 else None, methods.pop() if len(methods) == 1 else None,
+                     sum(t for t, _ in pairs), sum(n for _, n in pairs))
+
+
+def _efficiency_problems(record: Mapping[str, Any], tasks: Mapping[str, TaskCheck]) -> list[str]:
+    """The run's token and forward-pass totals (what tpf and tokens per second divide) are the
+    traces' sums; checked on one process only (with several ranks the block is rank 0's)."""
+    eff = record.get("efficiency") or {}
+    if eff.get("device_count", 1) != 1 or not any(c.forward_passes for c in tasks.values()):
+        return []
+    out = []
+    for name, summed in (("tokens", sum(c.tokens for c in tasks.values())),
+                         ("forward_passes", sum(c.forward_passes for c in tasks.values()))):
+        if eff.get(name) != summed:
+            out.append(f"efficiency: {name}={eff.get(name)!r} but the samples' traces sum to {summed} (answers "
+                       "served by --use_cache, or edited numbers): its tpf and tokens per second do not measure them")
+    if eff.get("forward_passes") and not _close(eff.get("tpf"), eff["tokens"] / eff["forward_passes"]):
+        out.append(f"efficiency: tpf={eff.get('tpf')!r} is not tokens / forward_passes")
+    return out
 
 
 def _coverage(task: str, lines: list[dict[str, Any]], results: Mapping[str, Any], allow_limit: bool) -> list[str]:
@@ -244,6 +265,7 @@ def _check_run(results_file: Path, allow_limit: bool) -> RunCheck:
     if len({(c.protocol, c.method) for c in tasks.values() if c.protocol}) > 1:
         problems.append("protocol differs across tasks: " + ", ".join(
             f"{t}: protocol={c.protocol} vote={c.method}" for t, c in sorted(tasks.items())))
+    problems.extend(_efficiency_problems(record, tasks))
     problems.extend(_hash_problems(results_file, list(results.get("configs", {}))))
     return RunCheck(results_file, tasks, record, problems)
 
