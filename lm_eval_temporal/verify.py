@@ -248,7 +248,10 @@ def _check_run(results_file: Path, allow_limit: bool) -> RunCheck:
     problems.extend(run_record.missing_fields(results))
     if results.get("config", {}).get("limit") is not None and not allow_limit:
         problems.append(f"run: --limit {results['config']['limit']} was set; pass --allow-limit to accept a smoke run")
-    cfg = _temporal_config(record)
+    try:
+        cfg = _temporal_config(record)
+    except (TypeError, ValueError) as exc:  # a newer package's settings, or edited ones
+        return RunCheck(results_file, {}, record, [*problems, f"config.llada_temporal.temporal cannot be read: {exc}"])
     tasks, date = {}, sidecar.date_of(results_file)
     for task in results.get("configs", {}):
         path = results_file.parent / f"samples_{task}_{date}.jsonl"
