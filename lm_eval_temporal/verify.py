@@ -7,7 +7,8 @@ For each lm-eval results file under the folder (``results_<date>.json``, with it
   the task's own ``process_results`` (:func:`lm_eval_temporal.tasks.process_results`), each
   trace's vote and TSE from its per-step answers by :func:`~lm_eval_temporal.pipeline.make_record`,
   then lm-eval's aggregation (mean; ``tpf`` a ratio of sums); the vote gain is exact_match -
-  final_pass. Each must equal what was reported within :data:`TOLERANCE`;
+  final_pass; a group's metrics from its subtasks'. Each must equal what was reported within
+  :data:`TOLERANCE`;
 - the run record is complete (:func:`lm_eval_temporal.run_record.missing_fields`);
 - one protocol and one vote method across tasks (and across the runs in the folder);
 - each task's samples cover its whole document set (``n-samples``), unless ``allow_limit``;
@@ -182,6 +183,26 @@ def _check_task(task: str, lines: list[dict[str, Any]], results: Mapping[str, An
                      sum(t for t, _ in pairs), sum(n for _, n in pairs))
 
 
+def _group_problems(results: Mapping[str, Any], tasks: Mapping[str, TaskCheck]) -> list[str]:
+    """A group's reported metrics (``temporal_math``) from its subtasks' re-derived ones: the
+    mean weighted by documents (``weight_by_size``) or, failing that, the plain mean."""
+    out = []
+    for group, subtasks in (results.get("group_subtasks") or {}).items():
+        checks = [tasks.get(t) for t in subtasks]
+        if not subtasks or None in checks:
+            continue
+        for key, value in (results.get("results", {}).get(group) or {}).items():
+            if "," not in key or "_stderr" in key or not all(key in c.metrics for c in checks):
+                continue
+            sizes = [c.samples for c in checks]
+            weighted = sum(c.metrics[key] * n for c, n in zip(checks, sizes)) / sum(sizes)
+            plain = sum(c.metrics[key] for c in checks) / len(checks)
+            if not (_close(value, weighted) or _close(value, plain)):
+                out.append(f"{group}: reported {key}={value!r} but its subtasks give {weighted!r} "
+                           f"(weighted by size; {plain!r} unweighted)")
+    return out
+
+
 def _efficiency_problems(record: Mapping[str, Any], tasks: Mapping[str, TaskCheck]) -> list[str]:
     """The run's token and forward-pass totals (what tpf and tokens per second divide) are the
     traces' sums; checked on one process only (with several ranks the block is rank 0's)."""
@@ -268,6 +289,7 @@ def _check_run(results_file: Path, allow_limit: bool) -> RunCheck:
     if len({(c.protocol, c.method) for c in tasks.values() if c.protocol}) > 1:
         problems.append("protocol differs across tasks: " + ", ".join(
             f"{t}: protocol={c.protocol} vote={c.method}" for t, c in sorted(tasks.items())))
+    problems.extend(_group_problems(results, tasks))
     problems.extend(_efficiency_problems(record, tasks))
     problems.extend(_hash_problems(results_file, list(results.get("configs", {}))))
     return RunCheck(results_file, tasks, record, problems)

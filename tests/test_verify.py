@@ -160,6 +160,21 @@ def test_a_protocol_that_differs_from_the_traces_fails(run):
                for p in problems)
 
 
+def test_a_group_metric_is_rederived_from_its_subtasks(run):
+    results, _, _ = files(run)
+
+    def add_group(value):
+        def change(d):
+            d["group_subtasks"] = {"g": ["arith_chain"]}
+            d["results"]["g"] = {"final_pass,none": value, "final_pass_stderr,none": "N/A"}
+        return change
+
+    edit_json(results, add_group(1.0))
+    assert not any(p.startswith("g:") or ": g:" in p for p in problems_of(run, allow_limit=True))
+    edit_json(results, add_group(0.25))
+    assert any("g: reported final_pass,none=0.25 but its subtasks give 1.0" in p for p in problems_of(run, allow_limit=True))
+
+
 def test_a_missing_sidecar_fails(run):
     _, _, side = files(run)
     side.unlink()
