@@ -14,10 +14,16 @@ Then, right after lm_eval's own modules have executed:
   with ``LM_EVAL_TEMPORAL_DATA`` set, built-in tasks whose Hub dataset that folder mirrors
   (``gsm8k`` and its ``gsm8k_cot*`` variants: ``openai/gsm8k``) read the local copy; without
   it, a failed download of those names the variable.
+- and with it ``lm_eval.loggers.evaluation_tracker`` (every evaluation makes a
+  ``TaskManager``, so the ``.pth`` finder need not watch one more module): after each of the
+  tracker's saves (results, then each task's samples) the run's sidecar ``run_record_<date>.json`` is rewritten with the
+  sha256 of every file written so far (:mod:`lm_eval_temporal.sidecar`); runs of other
+  backends get none. A failure there is raised, not swallowed: a run without its record
+  cannot be verified.
 
 Set ``LM_EVAL_TEMPORAL_DISABLE_HOOK=1`` to switch it off (then use ``--include_path`` and
-``lm_eval_temporal.register()`` in your own code). Any failure here is swallowed: a broken or missing
-lm_eval must never break an unrelated Python program.
+``lm_eval_temporal.register()`` in your own code). A failure to install a patch is printed on
+stderr and otherwise ignored: a broken or missing lm_eval must never break an unrelated Python program.
 """
 
 from __future__ import annotations
@@ -99,6 +105,7 @@ def patch_task_manager() -> None:
     __init__._lm_eval_temporal = True
     cls.__init__ = __init__
     patch_offline_datasets()
+    patch_evaluation_tracker()
 
 
 def patch_offline_datasets() -> None:
@@ -128,6 +135,26 @@ def patch_offline_datasets() -> None:
 
     download._lm_eval_temporal = True
     ConfigurableTask.download = download
+
+
+def patch_evaluation_tracker() -> None:
+    from lm_eval.loggers.evaluation_tracker import EvaluationTracker
+
+    for name in ("save_results_aggregated", "save_results_samples"):
+        original = getattr(EvaluationTracker, name)
+        if getattr(original, "_lm_eval_temporal", False):
+            continue
+
+        def save(self, *args, _original=original, **kwargs):
+            out = _original(self, *args, **kwargs)
+            from lm_eval_temporal.sidecar import update
+
+            update(self.output_path, str(self.general_config_tracker.model_name_sanitized),
+                   getattr(self, "date_id", None))  # date_id: set by the tracker's first save
+            return out
+
+        save._lm_eval_temporal = True
+        setattr(EvaluationTracker, name, save)
 
 
 def register() -> None:

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import logging
 import os
+import platform
+import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +26,7 @@ from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
 import lm_eval_temporal
-from lm_eval_temporal import answers, likelihood, run_info, trace
+from lm_eval_temporal import answers, likelihood, run_info, run_record, trace
 from lm_eval_temporal.advice import Request, RunAdvice
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model, pick_family, read_config
@@ -101,6 +103,7 @@ class LLaDATemporalLM(LM):
         self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
         self._advice = RunAdvice(o.protocol, embedded=o.pretrained == EMBEDDED)
         self.efficiency = run_info.Efficiency()
+        self._tasks: dict[str, tuple[str | None, int | None]] = {}  # lm-eval task -> (answer parser, gen_length)
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen, self.family))
 
     # ------------------------------------------------------------------ lm-eval plumbing
@@ -156,7 +159,8 @@ class LLaDATemporalLM(LM):
         time) cover both the votes' answer clusters and the scoring."""
         info = run_info.model_info(self.opts, self.pipeline.config, self._schedules, self.checkpoint,
                                    device=str(self.loaded.device))
-        info["llada_temporal"].update(family=self.family.name, efficiency=self.efficiency.as_record())
+        info["llada_temporal"].update(family=self.family.name, efficiency=self.efficiency.as_record(**self._serving()),
+                                      run_record=self._run_record())
         scorer = info["llada_temporal"]["scorer"] = answers.scorer_stats(since=self._scorer_start)
         if scorer["unknown"] and not self._scorer_warned:
             self._scorer_warned = True
@@ -166,6 +170,29 @@ class LLaDATemporalLM(LM):
                         "LM_EVAL_TEMPORAL_MATH_WORKERS", scorer["unknown"], scorer["calls"], scorer["timeouts"],
                         scorer["wait_timeouts"], answers.MATH_TIMEOUT_S)
         return info
+
+    def _serving(self) -> dict[str, Any]:
+        """How the run was served, for the efficiency block of the run record."""
+        device = self.loaded.device
+        name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else f"{platform.machine() or 'unknown'} {device.type}")
+        return {"serving_backend": f"lm_eval_temporal {lm_eval_temporal.__version__} (lm-eval backend llada_temporal)",
+                "backend_commit": f"code_sha256:{run_info.code_digest()}", "device_name": name,
+                "device_count": self.world_size, "dtype": str(self.loaded.dtype).removeprefix("torch."),
+                "quantization": "none", "batch_size": self.batch_size}
+
+    def _run_record(self) -> dict[str, Any]:
+        o, path = self.opts, self.trajectory_file_path
+        if path is not None and self.world_size > 1:  # every rank's file; this rank's path names its own
+            base = path.with_name(path.name.replace(f".rank{self.rank}", "", 1))
+            files = [base.with_name(f"{base.stem}.rank{i}{base.suffix}") for i in range(self.world_size)]
+        else:
+            files = [path] if path is not None else []
+        mode = (f"{self.family.name} diffusion decoding (remasking={o.remasking}, "
+                f"parallel_threshold={o.parallel_threshold}, prefix_cache={o.prefix_cache}), vote={o.vote} "
+                f"(alpha={o.alpha}), early_stop={o.early_stop}, protocol={o.protocol}")
+        return run_record.build(tasks=self._tasks, protocol=o.protocol, decoding_mode=mode,
+                                trajectory_files=[str(Path(f).resolve()) for f in files])
 
     def set_cache_hook(self, cache_hook) -> None:
         """lm-eval keys its ``--use_cache`` database by request only: one written under other
@@ -223,6 +250,13 @@ class LLaDATemporalLM(LM):
 
     # ------------------------------------------------------------------ generate_until
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        start = time.perf_counter()  # the run record's timing boundary: this method, entry to exit
+        try:
+            return self._generate_until(requests, disable_tqdm)
+        finally:
+            self.efficiency.seconds += time.perf_counter() - start
+
+    def _generate_until(self, requests: list[Instance], disable_tqdm: bool) -> list[str]:
         self._advice.before([self._facts(r) for r in requests])  # refuses or warns before any forward pass
         self._record_cache("generate_until")
         items, truncated = [], 0
@@ -232,6 +266,7 @@ class LLaDATemporalLM(LM):
             until = (gen_kwargs or {}).get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             ids, cut = self._prompt_ids(context, settings.gen_length)
+            self._tasks[req.task_name] = (self._answer_task(req), getattr(settings, "gen_length", None))
             truncated += cut
             items.append((ids, settings, req, until))
         if truncated:
@@ -258,7 +293,8 @@ class LLaDATemporalLM(LM):
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
             for chunk in collator.get_batched(n=self.batch_size):
                 sampled = self._sample(chunk, capture=self._captures(chunk, out))
-                self.efficiency.add(self.pipeline.output_tokens(sampled), sampled.forward_passes)
+                self.efficiency.add(self.pipeline.output_tokens(sampled), sampled.forward_passes,
+                                    [len(ids) for ids, *_ in chunk])
                 if pending is not None:
                     done(pending[0], pending[1].result())
                     pending = None
@@ -309,6 +345,7 @@ class LLaDATemporalLM(LM):
         o, out = self.opts, []
         for req in tqdm(requests, desc="llada_temporal loglikelihood", disable=disable_tqdm or self.rank != 0):
             context, continuation = req.args
+            self._tasks.setdefault(req.task_name, (None, None))
             ctx = self.pipeline.encode(context)
             cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
             if not cont:

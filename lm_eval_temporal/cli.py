@@ -1,5 +1,6 @@
 """lm-eval-temporal command line: tcr (Temporal Consistency Reinforcement), plot (trajectory
-figures) and fetch-data (the offline benchmark folder)."""
+figures), fetch-data (the offline benchmark folder), verify (re-check a run's files) and
+leaderboard (one table of many runs)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("dirs", nargs="+", metavar="DIR", help="lm-eval --output_path folders (or results files)")
     lb.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     lb.add_argument("--allow-limit", action="store_true", help="verify smoke runs made with --limit as complete")
+    v = sub.add_parser("verify", help="re-check a run's results from its samples, record and file hashes (a CI gate)",
+                       description="Re-derive every reported metric from the samples files, check the run record is "
+                                   "complete, one protocol across tasks, full document sets and the sidecar's file "
+                                   "hashes. Exit status 1 with one line per problem.")
+    v.add_argument("results_dir", metavar="RESULTS_DIR", help="lm_eval --output_path folder (searched recursively)")
+    v.add_argument("--allow-limit", action="store_true", help="accept runs that evaluated part of a task (--limit)")
+    v.add_argument("--json", action="store_true", help="print the report as JSON (for bots)")
     return p
 
 
@@ -57,6 +65,23 @@ def leaderboard_from_cli(dirs: list[str], output: str, allow_limit: bool) -> int
     for path in written:
         print(path)
     return 0
+
+
+def verify_from_cli(results_dir: str, allow_limit: bool, as_json: bool) -> int:
+    """``lm-eval-temporal verify RESULTS_DIR [--allow-limit] [--json]``; 0 when every check passes."""
+    import json
+
+    from lm_eval_temporal.verify import verify_run
+
+    report = verify_run(results_dir, allow_limit=allow_limit)
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        for line in report.problems:
+            print(line)
+        if report.ok:
+            print(f"ok: {len(report.runs)} run(s), {sum(len(r.tasks) for r in report.runs)} task(s) verified")
+    return 0 if report.ok else 1
 
 
 def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
@@ -113,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return fetch_data_from_cli(args.out_dir, args.overwrite)
     if args.command == "leaderboard":
         return leaderboard_from_cli(args.dirs, args.output, args.allow_limit)
+    if args.command == "verify":
+        return verify_from_cli(args.results_dir, args.allow_limit, args.json)
     from lm_eval_temporal.plot import plot_trajectories
 
     try:

@@ -42,7 +42,8 @@ from lm_eval_temporal.config import SamplerConfig, TemporalConfig
 from lm_eval_temporal.options import EMBEDDED, BackendOptions
 
 __all__ = ["RESULT_NEUTRAL", "ScheduleUse", "Efficiency", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
-           "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest"]
+           "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest",
+           "tokenizer_digest"]
 
 CACHE_KEY = "__llada_temporal_settings__"  # the entry this package keeps in an lm-eval --use_cache database
 REQUEST_TYPES = ("generate_until", "loglikelihood")
@@ -51,6 +52,10 @@ REQUEST_TYPES = ("generate_until", "loglikelihood")
 RESULT_NEUTRAL = frozenset({"device", "batch_size", "max_batch_size", "overlap", "trajectory_path", "trajectory_text",
                             "trajectory_mode", "mc_batch_size"})
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# A tokenizer's files in a checkpoint folder (what tokenizer_sha256 covers).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                    "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "chat_template.jinja",
+                    "chat_template.json")
 
 
 @dataclasses.dataclass
@@ -64,23 +69,44 @@ class ScheduleUse:
 @dataclasses.dataclass
 class Efficiency:
     """A run's token and forward-pass totals over every generated row (decoded alone or in a
-    batch): tokens per forward pass as the dLLM leaderboard counts it."""
+    batch): tokens per forward pass as the dLLM leaderboard counts it, and the wall time of
+    generation (the time spent inside the backend's ``generate_until``)."""
 
     tokens: int = 0  # valid output tokens: generated before EOS, no prompt, no padding
     forward_passes: int = 0  # the model's forward passes (guidance counts two per step)
     samples: int = 0
+    prompt_tokens: int = 0  # prompt tokens as fed (after any left truncation)
+    max_prompt_tokens: int = 0
+    max_tokens: int = 0
+    seconds: float = 0.0  # wall time inside generate_until, summed over its calls
 
-    def add(self, tokens: list[int], forward_passes: list[int]) -> None:
+    def add(self, tokens: list[int], forward_passes: list[int], prompt_tokens: list[int] = ()) -> None:
         self.tokens += sum(tokens)
         self.forward_passes += sum(forward_passes)
         self.samples += len(tokens)
+        self.prompt_tokens += sum(prompt_tokens)
+        self.max_prompt_tokens = max([self.max_prompt_tokens, *prompt_tokens])
+        self.max_tokens = max([self.max_tokens, *tokens])
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self, **setup: Any) -> dict[str, Any]:
+        """The ``efficiency`` block; ``setup``: how the run was served (device, dtype, batch
+        size, backend), recorded as given."""
         return {"tokens": self.tokens, "forward_passes": self.forward_passes, "samples": self.samples,
                 "tpf": self.tokens / self.forward_passes if self.forward_passes else None,
                 "nfe": self.forward_passes / self.samples if self.samples else None,
                 "rule": "tpf = summed valid output tokens (before EOS, no prompt, no padding) / summed forward "
-                        "passes of the run; nfe = forward passes per sample"}
+                        "passes of the run; nfe = forward passes per sample",
+                **setup,
+                "input_tokens": self.prompt_tokens, "output_tokens": self.tokens,
+                "max_input_tokens": self.max_prompt_tokens, "max_output_tokens": self.max_tokens,
+                "generation_seconds": self.seconds,
+                "timing_boundary": "wall clock (time.perf_counter) from entering to leaving the backend's "
+                                   "generate_until, summed over its calls: tokenisation, forward passes, decoding, "
+                                   "parsing, voting and trajectory writing; not model loading, dataset loading, "
+                                   "scoring or lm-eval's own work; answers served by --use_cache are not timed",
+                "tokens_per_second": self.tokens / self.seconds if self.seconds else None,
+                "tokens_per_second_rule": "output_tokens (valid output tokens, as for tpf) / generation_seconds",
+                "warmup_runs": 0, "timed_repeats": 1}
 
 
 def output_settings(opts: BackendOptions) -> dict[str, Any]:
@@ -95,7 +121,7 @@ def output_settings(opts: BackendOptions) -> dict[str, Any]:
 _PACKAGE = Path(lm_eval_temporal.__file__).parent
 _CODE_SUFFIXES = (".py", ".yaml", ".json", ".jinja")
 _CODE_NEUTRAL = ("plot/", "tcr/", "cli.py", "_startup.py", "run_info.py", "trajectory.py", "tiny/train.py",
-                 "tiny/checkpoint/train_", "leaderboard")
+                 "tiny/checkpoint/train_", "leaderboard", "run_record.py", "sidecar.py", "verify.py")
 # Checkpoint identity fields that name content (a retrained checkpoint at the same path changes them).
 _CONTENT = ("weights_sha256", "commit", "peft_sha256")
 _CODE = ("version", "code")
@@ -277,10 +303,19 @@ def weights_digest(folder: str | Path) -> str | None:
     """sha256 over the weight files of a local checkpoint folder (name and content), or None when
     there is none. Files in a Hugging Face cache are links to blobs named by their sha256,
     which is used as is instead of reading gigabytes again."""
+    return _files_digest(folder, lambda name: name.endswith(_WEIGHT_SUFFIXES))
+
+
+def tokenizer_digest(folder: str | Path) -> str | None:
+    """sha256 over the tokenizer files of a local checkpoint folder, as :func:`weights_digest`."""
+    return _files_digest(folder, lambda name: name in _TOKENIZER_FILES)
+
+
+def _files_digest(folder: str | Path, wanted) -> str | None:
     root = Path(folder).expanduser()
     if not root.is_dir():
         return None
-    files = sorted(p for p in root.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES) and p.is_file())
+    files = sorted(p for p in root.iterdir() if wanted(p.name) and p.is_file())
     if not files:
         return None
     h = hashlib.sha256()
@@ -315,7 +350,9 @@ def checkpoint_identity(name: str, revision: str | None, peft: str | None) -> di
     weights (and of the adapter)."""
     folder, commit = _local_folder(name, revision)
     out: dict[str, Any] = {"pretrained": name, "revision": revision,
-                           "weights_sha256": weights_digest(folder) if folder else None}
+                           "weights_sha256": weights_digest(folder) if folder else None,
+                           # the tokenizer is loaded from the same folder (same revision)
+                           "tokenizer_sha256": tokenizer_digest(folder) if folder else None}
     if commit:
         out["commit"] = commit
     if peft:
