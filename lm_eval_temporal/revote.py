@@ -251,6 +251,19 @@ def _write(path: str, text: str) -> None:
     out.write_text(text, encoding="utf-8")
 
 
+def _check_outputs(inputs: Sequence[str], output: str | None, report: str | None) -> None:
+    """Refuse, before anything is read, an output that names an input, and a ``--json`` PATH
+    that is not a ``.json`` name: ``--json FILE ...`` takes FILE as the PATH, and a recorded run
+    must never be overwritten by a report."""
+    if report and report != "-" and not report.endswith(".json"):
+        raise RevoteError(f"--json {report}: expected a .json file name (the report is one JSON document); "
+                          "give --json after the files")
+    ins = {Path(p).expanduser().resolve() for p in inputs}
+    for out in (output, report):
+        if out and out != "-" and Path(out).expanduser().resolve() in ins:
+            raise RevoteError(f"{out} is an input; the output would overwrite it (name another file)")
+
+
 def revote_from_cli(args: Any) -> int:
     """``lm-eval-temporal revote`` (arguments parsed by :mod:`lm_eval_temporal.cli`); the exit code."""
     try:
@@ -258,6 +271,7 @@ def revote_from_cli(args: Any) -> int:
         sweep = parse_sweep(args.sweep, settings) if args.sweep else None
         if sweep is not None and args.output:
             raise RevoteError("-o writes one set of re-voted records; not with --sweep")
+        _check_outputs(args.file, args.output, args.json)
         report = revote(args.file, settings, sweep)
         if args.output:
             _write(args.output, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in report.records))

@@ -177,6 +177,11 @@ def test_errors_name_the_file_and_what_is_wrong(runs, tmp_path, capsys):
         parse_settings({"vote": "exp", "early_stop": "stable"})
     assert main(["revote", str(path), "--vote", "exp", "--sweep", "alpha=1,2", "-o", str(tmp_path / "o.jsonl")]) == 2
     assert "not with --sweep" in capsys.readouterr().err
+    before = path.read_bytes()
+    assert main(["revote", "--json", str(path), str(nogold), "--vote", "exp"]) == 2  # --json took the run's file
+    assert "expected a .json file name" in capsys.readouterr().err and path.read_bytes() == before
+    assert main(["revote", str(path), "--vote", "exp", "-o", str(path)]) == 2
+    assert "is an input; the output would overwrite it" in capsys.readouterr().err and path.read_bytes() == before
     assert main(["revote", str(tmp_path / "missing.jsonl"), "--vote", "exp"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lm-eval-temporal revote: error: ") and "missing.jsonl: no such file" in err
@@ -215,7 +220,10 @@ def test_revote_of_an_lm_eval_samples_file(tmp_path):
     exp = parse_settings({"vote": "exp", "alpha": "2"})
     from_samples, from_traj = revote([samples], exp), revote([traj], exp)
     assert from_samples.rows[0].metrics == from_traj.rows[0].metrics
-    for a, b in zip(from_samples.records, from_traj.records):
+    traj_by_doc = {r.doc_id: r for r in from_traj.records}  # the trajectory file is in decoding order
+    assert sorted(traj_by_doc) == sorted(r.doc_id for r in from_samples.records)
+    for a in from_samples.records:
+        b = traj_by_doc[a.doc_id]
         assert (a.vote, a.vote_step, a.tse, a.answers) == (b.vote, b.vote_step, b.tse, b.answers)
     with pytest.raises(RevoteError, match="holds none: run with --model_args trajectory_text=true"):
         revote([samples], {"vote": "exp", "protocol": "paper"})
