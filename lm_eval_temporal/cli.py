@@ -1,6 +1,6 @@
 """lm-eval-temporal command line: tcr (Temporal Consistency Reinforcement), plot (trajectory
-figures), fetch-data (the offline benchmark folder), verify (re-check a run's files) and
-leaderboard (one table of many runs)."""
+figures), fetch-data (the offline benchmark folder), verify (re-check a run's files),
+leaderboard (one table of many runs) and revote (other votes without a model)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("results_dir", metavar="RESULTS_DIR", help="lm_eval --output_path folder (searched recursively)")
     v.add_argument("--allow-limit", action="store_true", help="accept runs that evaluated part of a task (--limit)")
     v.add_argument("--json", action="store_true", help="print the report as JSON (for bots)")
+    _revote_parser(sub)
     return p
 
 
@@ -82,6 +83,32 @@ def verify_from_cli(results_dir: str, allow_limit: bool, as_json: bool) -> int:
         if report.ok:
             print(f"ok: {len(report.runs)} run(s), {sum(len(r.tasks) for r in report.runs)} task(s) verified")
     return 0 if report.ok else 1
+
+
+def _revote_parser(sub) -> None:
+    from lm_eval_temporal.config import CLUSTERS, PROTOCOLS, VOTES
+
+    r = sub.add_parser(
+        "revote",
+        help="recompute votes and metrics from recorded per-step answers (no model)",
+        description="Re-vote a run from its recorded per-step answers, with the live run's vote function, and print "
+                    "each task's metrics (exact_match of the new vote, final/ever-pass, vote gain, TSE, tpf).",
+    )
+    r.add_argument("file", nargs="+", help="trajectory_path files, lm-eval samples_<task>_*.jsonl files, or folders "
+                                           "holding samples files")
+    r.add_argument("--vote", required=True, choices=VOTES)
+    r.add_argument("--alpha", help="exp weights' rate (default 5)")
+    r.add_argument("--cluster", choices=CLUSTERS, help="answer clusters (default equivalence)")
+    r.add_argument("--protocol", choices=PROTOCOLS,
+                   help="answer protocol (default: each record's own; another one needs trajectory_text=true)")
+    r.add_argument("--tse-alpha", dest="tse_alpha", help="TSE's exp rate (default 12.8)")
+    r.add_argument("--tse-skip", dest="tse_skip", help="share of early steps TSE drops (default 0.5)")
+    r.add_argument("--gate-window", dest="gate_window", help="vote=gated: steps the final answer must hold (default 8)")
+    r.add_argument("--gate-share", dest="gate_share", help="vote=gated: their weight share (default 0.9)")
+    r.add_argument("--sweep", metavar="KEY=V1,V2,...", help="one row per value, e.g. alpha=0,1,2,5,10")
+    r.add_argument("-o", "--output", help="write the re-voted records here (trajectory JSON Lines)")
+    r.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="the report as JSON: to PATH, or alone to stdout instead of the table")
 
 
 def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
@@ -140,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return leaderboard_from_cli(args.dirs, args.output, args.allow_limit)
     if args.command == "verify":
         return verify_from_cli(args.results_dir, args.allow_limit, args.json)
+    if args.command == "revote":
+        from lm_eval_temporal.revote import revote_from_cli
+
+        return revote_from_cli(args)
     from lm_eval_temporal.plot import plot_trajectories
 
     try:
