@@ -17,13 +17,13 @@ __all__ = ["softmax_topk", "mix_experts"]
 
 def softmax_topk(router_logits: torch.Tensor, k: int, expert_bias: torch.Tensor | None = None,
                  normalise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights [N, k] float32, experts [N, k]) of tokens' router logits [N, E].
+    """(weights [N, k], experts [N, k]) of tokens' router logits [N, E].
 
-    The softmax runs in float32 (bf16 probabilities would tie and flip the top-k choice).
+    The softmax runs in (at least) float32: bf16 probabilities would tie and flip the top-k choice.
     ``expert_bias`` [E] is added to the probabilities before the top-k and stays in the
     chosen weights (the OLMoE-derived LLaDA-MoE does so); ``normalise`` rescales the k weights
     of a token to sum to one."""
-    probs = F.softmax(router_logits, dim=-1, dtype=torch.float32)
+    probs = F.softmax(router_logits, dim=-1, dtype=torch.promote_types(router_logits.dtype, torch.float32))
     if expert_bias is not None:
         probs = probs + expert_bias
     weights, experts = torch.topk(probs, k, dim=-1)

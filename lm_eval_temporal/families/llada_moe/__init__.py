@@ -52,7 +52,9 @@ def load(pretrained: str, config: Mapping[str, Any], *, revision: str | None, dt
 
     cfg = LLaDAMoEConfig.from_dict(dict(config))  # read as LLaDA-MoE whatever model_type it states
     model = LLaDAMoEModelLM.from_pretrained(pretrained, config=cfg, revision=revision, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
+    # With the config given: the hub's model_type "llada" would otherwise be read as dense LLaDA's.
+    tokenizer = AutoTokenizer.from_pretrained(pretrained, config=cfg, revision=revision,
+                                              trust_remote_code=trust_remote_code)
     vocab = tokenizer.get_vocab()
     if tokenizer.mask_token is None and MASK_TOKEN in vocab:
         tokenizer.mask_token = MASK_TOKEN
