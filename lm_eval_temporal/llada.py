@@ -25,7 +25,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 PrefixCache = list  # per block: (keys, values) of the first positions, [B, kv_heads, N, head_dim] each
 
-__all__ = ["LLaDAConfig", "LLaDAModelLM"]
+__all__ = ["LLaDAConfig", "LLaDAModelLM", "RMSNorm", "rope_tables", "apply_rope"]
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -122,6 +122,28 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rope_tables(length: int, dim: int, theta: float, device: torch.device,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [1, 1, length, dim] of rotary embeddings over ``dim`` channels (the head
+    dimension, or its rotated part), positions 0..length-1, computed in ``dtype``."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=device, dtype=dtype) / dim))
+    freqs = torch.outer(torch.arange(length, device=device, dtype=dtype), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos()[None, None], emb.sin()[None, None]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` [B, heads, L, head_dim] by (cos, sin), computing in ``cos.dtype`` and
+    returning ``x.dtype``; when the tables cover fewer channels than head_dim (partial
+    rotary), only the first ``cos.shape[-1]`` channels rotate and the rest pass through."""
+    h = x.to(cos.dtype)
+    rot = cos.shape[-1]
+    if rot == h.shape[-1]:
+        return (h * cos + _rotate_half(h) * sin).to(x.dtype)
+    h, rest = h[..., :rot], h[..., rot:]
+    return torch.cat((h * cos + _rotate_half(h) * sin, rest), dim=-1).to(x.dtype)
+
+
 class LLaDABlock(GradientCheckpointingLayer):
     def __init__(self, config: LLaDAConfig):
         super().__init__()
@@ -154,10 +176,8 @@ class LLaDABlock(GradientCheckpointingLayer):
         k = self.k_proj(a).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(a).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if rope is not None:
-            cos, sin = rope
             # RoPE in (at least) fp32: positions up to 4096 with theta 5e5 lose precision in bf16.
-            q = (q.to(cos.dtype) * cos + _rotate_half(q.to(cos.dtype)) * sin).to(v.dtype)
-            k = (k.to(cos.dtype) * cos + _rotate_half(k.to(cos.dtype)) * sin).to(v.dtype)
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if keep is not None:
             keep[0].append((k[:, :, : keep[1]], v[:, :, : keep[1]]))
         if past is not None:
@@ -223,13 +243,7 @@ class LLaDAModelLM(PreTrainedModel):
     def _rope(
         self, length: int, device: torch.device, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        head_dim = self.config.d_model // self.config.n_heads
-        inv_freq = 1.0 / (
-            self.config.rope_theta ** (torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim)
-        )
-        freqs = torch.outer(torch.arange(length, device=device, dtype=dtype), inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos()[None, None], emb.sin()[None, None]
+        return rope_tables(length, self.config.d_model // self.config.n_heads, self.config.rope_theta, device, dtype)
 
     def forward(
         self,

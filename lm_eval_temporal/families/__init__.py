@@ -11,7 +11,9 @@ pipeline, the record, the vote, TSE and the metrics never ask which family they 
   transformers 5) and any other masked predictor (``AutoModelForMaskedLM``), decoded by
   :mod:`lm_eval_temporal.sampler`;
 - ``diffusion_gemma``: transformers' ``DiffusionGemmaForBlockDiffusion``, decoded by
-  transformers' own ``generate`` (:mod:`lm_eval_temporal.families.diffusion_gemma`).
+  transformers' own ``generate`` (:mod:`lm_eval_temporal.families.diffusion_gemma`);
+- ``llada_moe``: LLaDA-MoE (this package's weight-compatible mixture-of-experts model), decoded
+  by LLaDA's sampler with dllm's evaluation defaults (:mod:`lm_eval_temporal.families.llada_moe`).
 
 What the pipeline reads of a settings object (``SamplerConfig`` for llada,
 ``DiffusionGemmaSettings`` for diffusion_gemma): ``gen_length`` (the most tokens a row can
@@ -28,7 +30,7 @@ from typing import Any
 
 __all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args"]
 
-NAMES = ("llada", "diffusion_gemma")  # ``family=`` values besides ``auto``
+NAMES = ("llada", "diffusion_gemma", "llada_moe")  # ``family=`` values besides ``auto``
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ def get(name: str) -> Family:
         from lm_eval_temporal.families.llada import FAMILY
     elif name == "diffusion_gemma":
         from lm_eval_temporal.families.diffusion_gemma import FAMILY
+    elif name == "llada_moe":
+        from lm_eval_temporal.families.llada_moe import FAMILY
     else:
         raise ValueError(f"family={name!r}: expected auto or one of {', '.join(NAMES)}")
     return FAMILY
