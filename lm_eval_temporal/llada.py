@@ -25,7 +25,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 PrefixCache = list  # per block: (keys, values) of the first positions, [B, kv_heads, N, head_dim] each
 
-__all__ = ["LLaDAConfig", "LLaDAModelLM"]
+__all__ = ["LLaDAConfig", "LLaDAModelLM", "RMSNorm", "rope_tables", "apply_rope"]
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -122,6 +122,21 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of the rotary embedding at integer ``positions`` ([..., L] -> [..., L, head_dim]),
+    computed in ``dtype``. Shared by every family with RoPE (LLaDA, Dream)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=dtype) / head_dim))
+    freqs = positions.to(dtype)[..., None] * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x`` rotated by the tables of :func:`rope_tables` (the caller picks the dtype it runs in)."""
+    return x * cos + _rotate_half(x) * sin
+
+
 class LLaDABlock(GradientCheckpointingLayer):
     def __init__(self, config: LLaDAConfig):
         super().__init__()
@@ -156,8 +171,8 @@ class LLaDABlock(GradientCheckpointingLayer):
         if rope is not None:
             cos, sin = rope
             # RoPE in (at least) fp32: positions up to 4096 with theta 5e5 lose precision in bf16.
-            q = (q.to(cos.dtype) * cos + _rotate_half(q.to(cos.dtype)) * sin).to(v.dtype)
-            k = (k.to(cos.dtype) * cos + _rotate_half(k.to(cos.dtype)) * sin).to(v.dtype)
+            q = apply_rope(q.to(cos.dtype), cos, sin).to(v.dtype)
+            k = apply_rope(k.to(cos.dtype), cos, sin).to(v.dtype)
         if keep is not None:
             keep[0].append((k[:, :, : keep[1]], v[:, :, : keep[1]]))
         if past is not None:
@@ -223,13 +238,9 @@ class LLaDAModelLM(PreTrainedModel):
     def _rope(
         self, length: int, device: torch.device, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        head_dim = self.config.d_model // self.config.n_heads
-        inv_freq = 1.0 / (
-            self.config.rope_theta ** (torch.arange(0, head_dim, 2, device=device, dtype=dtype) / head_dim)
-        )
-        freqs = torch.outer(torch.arange(length, device=device, dtype=dtype), inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos()[None, None], emb.sin()[None, None]
+        cos, sin = rope_tables(torch.arange(length, device=device), self.config.d_model // self.config.n_heads,
+                               self.config.rope_theta, dtype)
+        return cos[None, None], sin[None, None]
 
     def forward(
         self,

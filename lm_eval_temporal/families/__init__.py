@@ -11,10 +11,12 @@ pipeline, the record, the vote, TSE and the metrics never ask which family they 
   transformers 5) and any other masked predictor (``AutoModelForMaskedLM``), decoded by
   :mod:`lm_eval_temporal.sampler`;
 - ``diffusion_gemma``: transformers' ``DiffusionGemmaForBlockDiffusion``, decoded by
-  transformers' own ``generate`` (:mod:`lm_eval_temporal.families.diffusion_gemma`).
+  transformers' own ``generate`` (:mod:`lm_eval_temporal.families.diffusion_gemma`);
+- ``dream``: Dream / DiffuCoder / Dream-Coder (this package's weight-compatible model),
+  decoded by Dream's official ``diffusion_generate`` rules (:mod:`lm_eval_temporal.families.dream`).
 
 What the pipeline reads of a settings object (``SamplerConfig`` for llada,
-``DiffusionGemmaSettings`` for diffusion_gemma): ``gen_length`` (the most tokens a row can
+``DiffusionGemmaSettings`` for diffusion_gemma, ``DreamSettings`` for dream): ``gen_length`` (the most tokens a row can
 generate), ``steps`` (the steps of its full schedule) and ``fixed_schedule``, from which
 :func:`lm_eval_temporal.config.horizon` takes each row's horizon T (docs/algorithm.md, "The
 horizon T").
@@ -28,7 +30,7 @@ from typing import Any
 
 __all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args"]
 
-NAMES = ("llada", "diffusion_gemma")  # ``family=`` values besides ``auto``
+NAMES = ("llada", "diffusion_gemma", "dream")  # ``family=`` values besides ``auto``
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ def get(name: str) -> Family:
         from lm_eval_temporal.families.llada import FAMILY
     elif name == "diffusion_gemma":
         from lm_eval_temporal.families.diffusion_gemma import FAMILY
+    elif name == "dream":
+        from lm_eval_temporal.families.dream import FAMILY
     else:
         raise ValueError(f"family={name!r}: expected auto or one of {', '.join(NAMES)}")
     return FAMILY
