@@ -153,7 +153,9 @@ def generate(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: to
 
     for i in range(steps):
         logits = model(x, attention_mask=pairs, position_ids=positions).logits
-        span = shifted_logits(logits)[:, P:]  # [B, G, V]: position P + j predicted at P + j - 1
+        # = shifted_logits(logits)[:, P:] (position P + j predicted at P + j - 1), without
+        # copying the whole [B, L, V] tensor
+        span = logits[:, P - 1:P + G - 1]
         t, s = timesteps[i], timesteps[i + 1]
         last = i == steps - 1
         for b in range(B):
