@@ -122,14 +122,15 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
-def rope_tables(length: int, dim: int, theta: float, device: torch.device,
+def rope_tables(positions: torch.Tensor, dim: int, theta: float,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) [1, 1, length, dim] of rotary embeddings over ``dim`` channels (the head
-    dimension, or its rotated part), positions 0..length-1, computed in ``dtype``."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=device, dtype=dtype) / dim))
-    freqs = torch.outer(torch.arange(length, device=device, dtype=dtype), inv_freq)
+    """cos, sin of the rotary embedding at integer ``positions`` ([..., L] -> [..., L, dim]) over
+    ``dim`` channels (the head dimension, or its rotated part), computed in ``dtype``. The one
+    RoPE of every family (LLaDA, LLaDA-MoE, Dream)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, device=positions.device, dtype=dtype) / dim))
+    freqs = positions.to(dtype)[..., None] * inv_freq
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos()[None, None], emb.sin()[None, None]
+    return emb.cos(), emb.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -243,7 +244,9 @@ class LLaDAModelLM(PreTrainedModel):
     def _rope(
         self, length: int, device: torch.device, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_tables(length, self.config.d_model // self.config.n_heads, self.config.rope_theta, device, dtype)
+        cos, sin = rope_tables(torch.arange(length, device=device), self.config.d_model // self.config.n_heads,
+                               self.config.rope_theta, dtype)
+        return cos[None, None], sin[None, None]
 
     def forward(
         self,

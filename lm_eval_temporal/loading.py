@@ -18,7 +18,7 @@ from lm_eval_temporal.config import DTYPES as DTYPE_NAMES
 from lm_eval_temporal.errors import OptionError
 
 __all__ = ["LoadedModel", "load_model", "read_config", "pick_family", "resolve_dtype", "compile_blocks",
-           "mask_token", "eos_token", "pad_token", "apply_adapter"]
+           "mask_token", "eos_token", "pad_token", "apply_adapter", "masked_model"]
 
 DTYPES = {n: getattr(torch, n) for n in DTYPE_NAMES if n != "auto"}  # "auto" is resolved per device
 # owner/name or name: what the hub accepts as a repository id.
@@ -199,3 +199,19 @@ def apply_adapter(model: Any, peft: str | None) -> Any:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(peft))
+
+
+def masked_model(pretrained: str, model: Any, tokenizer: Any, *, family: str, peft: str | None, device: torch.device,
+                 dtype: torch.dtype, compile: bool, mask_id: int | None) -> LoadedModel:
+    """A masked-diffusion model read from ``pretrained``, finished the way every such family
+    loads: adapter applied, on ``device`` in eval mode, compiled if asked, and its mask / EOS /
+    pad ids resolved from its config and tokenizer."""
+    model = apply_adapter(model, peft)
+    model.to(device)
+    model.eval()
+    if compile:
+        compile_blocks(model)
+    cfg = model.config
+    return LoadedModel(model=model, tokenizer=tokenizer, mask_id=mask_token(pretrained, cfg, tokenizer, mask_id),
+                       eos_id=eos_token(cfg, tokenizer), pad_id=pad_token(cfg, tokenizer), device=device, dtype=dtype,
+                       name=pretrained, family=family)

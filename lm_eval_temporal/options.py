@@ -16,6 +16,7 @@ from lm_eval_temporal.config import (CLUSTERS, DTYPES, EARLY_STOPS, VOTES, Sampl
 from lm_eval_temporal.errors import OptionError
 from lm_eval_temporal.families import NAMES as FAMILIES
 from lm_eval_temporal.families.diffusion_gemma.settings import DiffusionGemmaSettings
+from lm_eval_temporal.families.dream.settings import DreamSettings
 
 __all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "check_family", "task_alias",
            "EMBEDDED", "ANSWER_TASKS", "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
@@ -81,6 +82,11 @@ class BackendOptions:
     entropy_bound: float | None = like(DiffusionGemmaSettings, "entropy_bound", None)
     stability_threshold: int | None = like(DiffusionGemmaSettings, "stability_threshold", None)
     confidence_threshold: float | None = like(DiffusionGemmaSettings, "confidence_threshold", None)
+    # Dream's decoding settings (None: its official defaults; gen_length, steps, temperature above)
+    alg: str | None = like(DreamSettings, "alg", None)
+    alg_temp: float | None = like(DreamSettings, "alg_temp", None)
+    top_p: float | None = like(DreamSettings, "top_p", None)
+    top_k: int | None = like(DreamSettings, "top_k", None)
     vote: str = like(TemporalConfig, "vote")
     alpha: float = like(TemporalConfig, "alpha")
     gate_window: int = like(TemporalConfig, "gate_window")

@@ -130,8 +130,9 @@ _CODE = ("version", "code")
 
 def _acts(opts: BackendOptions, request: str) -> dict[str, bool]:
     """The settings that act only under some other setting, and whether they act here."""
+    # Dream draws positions with alg_temp > 0, and commits by coin flips with alg=origin
     seed = (opts.temperature is None or opts.temperature > 0 or opts.remasking == "random"
-            or request == "loglikelihood")
+            or (opts.alg_temp or 0) > 0 or opts.alg == "origin" or request == "loglikelihood")
     stable, confidence = opts.early_stop == "stable", opts.early_stop == "confidence"
     gated = opts.vote == "gated"
     return {"seed": seed, "mc_num": request == "loglikelihood", "stop_window": stable, "stop_share": stable,

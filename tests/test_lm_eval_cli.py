@@ -165,8 +165,14 @@ def test_diffusion_gemma_checkpoint_through_dllm_temporal(tmp_path):
     per-step capture, and reports the temporal metrics and tokens per forward pass."""
     from tiny_diffusion_gemma import build_tiny_diffusion_gemma
 
-    ckpt = build_tiny_diffusion_gemma(tmp_path / "dg")
-    r = lm_eval("--model", "dllm_temporal", "--model_args", f"pretrained={ckpt}", "--tasks", "arith_chain",
+    records = family_run(f"pretrained={build_tiny_diffusion_gemma(tmp_path / 'dg')}", tmp_path)
+    assert all(rec.steps_run >= 2 for rec in records)
+
+
+def family_run(model_args: str, tmp_path: Path) -> list:
+    """``lm_eval --model dllm_temporal`` on three arith_chain samples: checks that it reports
+    every metric (tpf as the ratio of the samples' sums) and returns the samples' records."""
+    r = lm_eval("--model", "dllm_temporal", "--model_args", model_args, "--tasks", "arith_chain",
                 "--limit", "3", "--batch_size", "3", "--log_samples", "--output_path", str(tmp_path / "out"),
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -175,5 +181,6 @@ def test_diffusion_gemma_checkpoint_through_dllm_temporal(tmp_path):
         assert isinstance(res[f"{m},none"], float) and not math.isnan(res[f"{m},none"]), m
     (samples,) = glob.glob(str(tmp_path / "out" / "**" / "samples_arith_chain_*.jsonl"), recursive=True)
     records = [trace.split(json.loads(line)["resps"][0][0])[1] for line in Path(samples).read_text().splitlines()]
-    assert all(rec.steps_run >= 2 for rec in records)
+    assert len(records) == 3
     assert res["tpf,none"] == pytest.approx(sum(rec.tokens for rec in records) / sum(rec.nfe for rec in records))
+    return records

@@ -112,3 +112,32 @@ def build_tiny_bert(tmp_path: str | Path, seed: int = 0) -> Path:
     BertForMaskedLM(config).eval().save_pretrained(str(out))
     build_tokenizer().save_pretrained(str(out))
     return out
+
+
+def tiny_dream_config(vocab_size: int = 128, **overrides):
+    """A DreamConfig with tiny sizes (ids as in build_tokenizer(); grouped-query attention)."""
+    from lm_eval_temporal.families.dream.model import DreamConfig
+
+    kw = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rope_theta=10000.0,
+              mask_token_id=MASK_ID, pad_token_id=PAD_ID, eos_token_id=EOS_ID, bos_token_id=BOS_ID,
+              initializer_range=0.5)  # wide, so a random tiny model has clear, varied predictions
+    kw.update(overrides)
+    return DreamConfig(**kw)
+
+
+def tiny_dream(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
+    """An in-memory random tiny Dream in eval mode."""
+    from lm_eval_temporal.families.dream.model import DreamModel
+
+    torch.manual_seed(seed)
+    return DreamModel(tiny_dream_config(**overrides)).to(dtype).eval()
+
+
+def build_tiny_dream(tmp_path: str | Path, seed: int = 0, **overrides) -> Path:
+    """Save a random tiny Dream and the char tokenizer to ``tmp_path``; return the directory."""
+    out = Path(tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    tiny_dream(seed, **overrides).save_pretrained(str(out))
+    build_tokenizer().save_pretrained(str(out))
+    return out

@@ -14,9 +14,11 @@ pipeline, the record, the vote, TSE and the metrics never ask which family they 
   transformers' own ``generate`` (:mod:`lm_eval_temporal.families.diffusion_gemma`);
 - ``llada_moe``: LLaDA-MoE (this package's weight-compatible mixture-of-experts model), decoded
   by LLaDA's sampler with dllm's evaluation defaults (:mod:`lm_eval_temporal.families.llada_moe`).
+- ``dream``: Dream / DiffuCoder / Dream-Coder (this package's weight-compatible model),
+  decoded by Dream's official ``diffusion_generate`` rules (:mod:`lm_eval_temporal.families.dream`).
 
 What the pipeline reads of a settings object (``SamplerConfig`` for llada,
-``DiffusionGemmaSettings`` for diffusion_gemma): ``gen_length`` (the most tokens a row can
+``DiffusionGemmaSettings`` for diffusion_gemma, ``DreamSettings`` for dream): ``gen_length`` (the most tokens a row can
 generate), ``steps`` (the steps of its full schedule) and ``fixed_schedule``, from which
 :func:`lm_eval_temporal.config.horizon` takes each row's horizon T (docs/algorithm.md, "The
 horizon T").
@@ -30,7 +32,7 @@ from typing import Any
 
 __all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args"]
 
-NAMES = ("llada", "diffusion_gemma", "llada_moe")  # ``family=`` values besides ``auto``
+NAMES = ("llada", "diffusion_gemma", "llada_moe", "dream")  # ``family=`` values besides ``auto``
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def get(name: str) -> Family:
         from lm_eval_temporal.families.diffusion_gemma import FAMILY
     elif name == "llada_moe":
         from lm_eval_temporal.families.llada_moe import FAMILY
+    elif name == "dream":
+        from lm_eval_temporal.families.dream import FAMILY
     else:
         raise ValueError(f"family={name!r}: expected auto or one of {', '.join(NAMES)}")
     return FAMILY

@@ -37,15 +37,8 @@ def load(pretrained: str, config: Mapping[str, Any], *, revision: str | None, dt
         model = AutoModelForMaskedLM.from_pretrained(pretrained, revision=revision, dtype=dtype,
                                                      trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
-    model = loading.apply_adapter(model, peft)
-    model.to(device)
-    model.eval()
-    if compile:
-        loading.compile_blocks(model)
-    cfg = model.config
-    return loading.LoadedModel(model=model, tokenizer=tokenizer, mask_id=loading.mask_token(pretrained, cfg, tokenizer, mask_id),
-                               eos_id=loading.eos_token(cfg, tokenizer), pad_id=loading.pad_token(cfg, tokenizer),
-                               device=device, dtype=dtype, name=pretrained, family="llada")
+    return loading.masked_model(pretrained, model, tokenizer, family="llada", peft=peft, device=device, dtype=dtype,
+                                compile=compile, mask_id=mask_id)
 
 
 def settings(loaded: loading.LoadedModel, opts: Any, gen_kwargs: Mapping[str, Any],

@@ -323,9 +323,9 @@ class LLaDAMoEModelLM(PreTrainedModel):
             if not bool(attention_mask.all()):
                 mask = attention_mask.bool()[:, None, None, :]
         # The reference computes the tables in fp32 and rotates in the activations' dtype.
-        cos, sin = rope_tables(L, self.config.rotary_dim, self.config.rope_theta, x.device,
+        cos, sin = rope_tables(torch.arange(L, device=x.device), self.config.rotary_dim, self.config.rope_theta,
                                torch.promote_types(x.dtype, torch.float32))
-        rope = cos.to(x.dtype), sin.to(x.dtype)
+        rope = cos[None, None].to(x.dtype), sin[None, None].to(x.dtype)
         for layer in self.model.layers:
             x = layer(x, rope, mask)
         if logits_to_keep:
