@@ -145,6 +145,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((h * cos + _rotate_half(h) * sin, rest), dim=-1).to(x.dtype)
 
 
+def init_weights(module: nn.Module, std: float) -> None:
+    """The random initialisation of every carried model (LLaDA, LLaDA-MoE, Dream): normal(0, std)
+    linear and embedding weights, zero biases, unit RMSNorm scales."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, RMSNorm):
+        nn.init.ones_(module.weight)
+
+
 class LLaDABlock(GradientCheckpointingLayer):
     def __init__(self, config: LLaDAConfig):
         super().__init__()
@@ -222,15 +233,7 @@ class LLaDAModelLM(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.initializer_range)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.transformer["wte"]

@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
-from lm_eval_temporal.llada import RMSNorm, apply_rope, rope_tables
+from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
 
 __all__ = ["MODEL_TYPE", "DreamConfig", "DreamModel", "padding_inputs"]
 
@@ -198,13 +198,7 @@ class DreamModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module, self.config.initializer_range)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens

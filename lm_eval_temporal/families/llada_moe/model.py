@@ -29,7 +29,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from lm_eval_temporal.families.llada_moe import MODEL_TYPE
-from lm_eval_temporal.llada import RMSNorm, apply_rope, rope_tables
+from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
 from lm_eval_temporal.moe import mix_experts, softmax_topk
 
 __all__ = ["LLaDAMoEConfig", "LLaDAMoEModelLM"]
@@ -277,14 +277,8 @@ class LLaDAMoEModelLM(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
-        elif isinstance(module, SparseMoE) and module.expert_bias is not None:
+        init_weights(module, self.config.initializer_range)
+        if isinstance(module, SparseMoE) and module.expert_bias is not None:
             nn.init.zeros_(module.expert_bias)
 
     def get_input_embeddings(self) -> nn.Embedding:
