@@ -91,6 +91,8 @@ class BackendOptions:
     # LLaDA2.x's decoding settings (None: its official defaults)
     threshold: float | None = like(LLaDA2Settings, "threshold", None)
     eos_early_stop: bool | None = like(LLaDA2Settings, "eos_early_stop", None)
+    editing_threshold: float | None = like(LLaDA2Settings, "editing_threshold", None)  # set: LLaDA2.1's editing
+    max_post_steps: int | None = like(LLaDA2Settings, "max_post_steps", None)
     vote: str = like(TemporalConfig, "vote")
     alpha: float = like(TemporalConfig, "alpha")
     gate_window: int = like(TemporalConfig, "gate_window")

@@ -158,6 +158,37 @@ def test_eos_ends_the_output_and_eos_early_stop_stops_decoding():
         assert torch.equal(out.trajectory[0, -1].long(), out.sequences[0, 4:])
 
 
+@pytest.mark.parametrize("editing_threshold,temperature", [(0.0, 0.0), (0.5, 0.8)])
+def test_llada21_editing_last_step_equals_output_and_batched_rows_equal_unbatched(editing_threshold, temperature):
+    model = tiny_llada2()
+    s = LLaDA2Settings(gen_length=10, block_length=4, threshold=0.9, temperature=temperature,
+                       editing_threshold=editing_threshold, max_post_steps=3)
+    ids, mask = left_pad(PROMPTS)
+    gens = lambda idx: [torch.Generator().manual_seed(7 + i) for i in idx]  # noqa: E731
+    out = generate(model, ids, mask, s, mask_id=MASK_ID, eos_id=None, generators=gens(range(3)), capture=True)
+    P = ids.shape[1]
+    assert (out.sequences[:, P:] != MASK_ID).all()
+    for b in range(3):
+        T = int(out.steps_run[b])
+        assert 2 <= T <= s.max_steps
+        assert torch.equal(out.trajectory[b, T - 1].long(), out.sequences[b, P:])
+        one_ids, one_mask = left_pad([PROMPTS[b]])
+        one = generate(model, one_ids, one_mask, s, mask_id=MASK_ID, eos_id=None, generators=gens([b]), capture=True)
+        assert torch.equal(one.sequences[0, -10:], out.sequences[b, P:])
+        assert torch.equal(one.trajectory[0], out.trajectory[b, :T])
+    if editing_threshold == 0.0:  # a committed token whose x0 changes is re-written: some step edits one
+        changed = (out.trajectory[:, 1:] != out.trajectory[:, :-1]) & (out.trajectory[:, :-1] != MASK_ID)
+        assert bool(changed.any())
+
+
+def test_llada21_without_edits_a_block_ends_one_step_after_its_last_mask():
+    model = tiny_llada2()
+    s = LLaDA2Settings(gen_length=8, block_length=4, threshold=0.0, editing_threshold=1.0)
+    ids, mask = left_pad([[5, 40, 41, 42]])
+    out = generate(model, ids, mask, s, mask_id=MASK_ID, eos_id=None, capture=True)
+    assert out.steps_run.tolist() == [4]  # per block: one step commits all, one finds nothing to edit
+
+
 def test_official_defaults_resolve_and_model_args_override():
     from lm_eval_temporal.families import detect, get
     from lm_eval_temporal.options import parse_options
@@ -184,6 +215,8 @@ def test_options_are_checked_and_other_families_refuse_them():
         check_family(parse_options({"threshold": "0.9"}), get("llada"))
     with pytest.raises(OptionError, match="eos_early_stop.*not used by dream"):
         check_family(parse_options({"eos_early_stop": "true"}), get("dream"))
+    with pytest.raises(OptionError, match="editing_threshold.*not used by llada"):
+        check_family(parse_options({"editing_threshold": "0.9"}), get("llada"))
     with pytest.raises(OptionError, match="alg.*not used by llada2"):
         check_family(parse_options({"alg": "entropy"}), get("llada2"))
 

@@ -52,7 +52,7 @@ def settings(loaded: Any, opts: Any, gen_kwargs: Mapping[str, Any],
     task's ``max_gen_toks`` (256 without one). Nothing is rounded."""
     gen_length = opts.gen_length or defaults.get("gen_length") or int(gen_kwargs.get("max_gen_toks") or 256)
     chosen = {name: getattr(opts, name) for name in ("steps", "block_length", "temperature", "threshold",
-                                                     "eos_early_stop")}
+                                                     "eos_early_stop", "editing_threshold", "max_post_steps")}
     given = {name: value for name, value in chosen.items() if value is not None}
     return LLaDA2Settings(gen_length=gen_length, **given), []
 
@@ -79,7 +79,8 @@ def _family():
 
     return Family(name="llada2", recognises=recognises, load=load, settings=settings, denoise=denoise,
                   model_args=frozenset({"gen_length", "steps", "block_length", "temperature", "threshold",
-                                        "eos_early_stop", "mask_id", "compile"}))
+                                        "eos_early_stop", "editing_threshold", "max_post_steps", "mask_id",
+                                        "compile"}))
 
 
 FAMILY = _family()

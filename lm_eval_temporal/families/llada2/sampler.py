@@ -15,7 +15,13 @@ The algorithm, as the official code runs it, for one prompt of length P:
 4. ``eos_early_stop``: when a step commits EOS and every position from P to the first EOS is
    committed, decoding stops. After every block, decoding stops if the generation so far holds
    an EOS. The output ends at the first EOS (here: every later position is set to EOS).
-5. With ``capture=True`` each step's view of the generation span is kept: the committed
+5. LLaDA2.1 (``editing_threshold`` set, the hub's 2.1 ``generate``): a block has no step cap;
+   a step commits masked positions as in 3 with a share of ``num_to_transfer`` (1), and also
+   re-writes every committed, non-prompt position of the block whose ``x0`` differs from it
+   with probability above ``editing_threshold``. A block ends when it has no mask and a step
+   edits nothing, or after ``max_post_steps`` steps without masks. ``eos_early_stop``: stop
+   after a block when the generation is fully committed and holds an EOS (no other stop).
+6. With ``capture=True`` each step's view of the generation span is kept: the committed
    tokens, the step's ``x0`` at the block's still-masked positions, mask tokens in later blocks,
    and EOS after the first EOS (rule 4), so the last view equals the output.
 
@@ -73,6 +79,8 @@ def _view(canvas: torch.Tensor, P: int, G: int, eos_id: int | None) -> torch.Ten
 def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id: int, eos_id: int | None,
                gen: torch.Generator | None = None, capture: bool = False) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """(generated tokens [gen_length], the step views (capture only), steps run) of one unpadded prompt [P]."""
+    if settings.editing_threshold is not None:
+        return _decode_row_editing(model, prompt, settings, mask_id=mask_id, eos_id=eos_id, gen=gen, capture=capture)
     P, G, bl = prompt.shape[0], settings.gen_length, settings.block_length
     blocks = -(-(P + G) // bl)
     canvas = torch.full((blocks * bl,), mask_id, dtype=torch.long, device=prompt.device)
@@ -108,6 +116,53 @@ def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id
                 if first >= P and not bool((canvas[P:first] == mask_id).any()):
                     return _view(canvas, P, G, eos_id), views, steps
         if eos_id is not None and bool((canvas[P:end] == eos_id).any()):
+            break
+    return _view(canvas, P, G, eos_id), views, steps
+
+
+def _decode_row_editing(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id: int, eos_id: int | None,
+                        gen: torch.Generator | None, capture: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+    """:func:`decode_row` by LLaDA2.1's rules (rule 5)."""
+    P, G, bl = prompt.shape[0], settings.gen_length, settings.block_length
+    blocks = -(-(P + G) // bl)
+    canvas = torch.full((blocks * bl,), mask_id, dtype=torch.long, device=prompt.device)
+    canvas[:P] = prompt
+    mask = block_causal_mask(blocks * bl, bl, prompt.device)
+    positions = torch.arange(blocks * bl, device=prompt.device)[None]
+    views: list[torch.Tensor] = []
+    steps = 0
+    for blk in range(P // bl, blocks):
+        end = (blk + 1) * bl
+        block = canvas[end - bl:end]
+        in_prompt = torch.arange(end - bl, end, device=prompt.device) < P
+        post_steps = 0
+        while True:
+            masked = block == mask_id
+            if not bool(masked.any()):
+                post_steps += 1
+            if post_steps > settings.max_post_steps:
+                break
+            logits = model(canvas[None, :end], attention_mask=mask[..., :end, :end],
+                           position_ids=positions[:, :end]).logits[0, -bl:]
+            tokens, probs = _x0(logits, settings.temperature, gen)
+            commit = torch.zeros_like(masked)
+            if bool(masked.any()):
+                confidence = torch.where(masked, probs, -torch.inf)
+                commit = confidence > settings.threshold
+                if int(commit.sum()) < settings.num_to_transfer:
+                    commit = torch.zeros_like(masked)
+                    commit[torch.topk(confidence, min(settings.num_to_transfer, int(masked.sum()))).indices] = True
+            edit = ~masked & ~in_prompt & (probs > settings.editing_threshold) & (tokens != block)
+            block[commit | edit] = tokens[commit | edit]
+            steps += 1
+            if capture:
+                guess = canvas.clone()
+                guess[end - bl:end] = torch.where(block == mask_id, tokens, block)
+                views.append(_view(guess, P, G, eos_id))
+            if not bool(masked.any()) and not bool(edit.any()):
+                break
+        if settings.eos_early_stop and eos_id is not None and not bool((canvas[P:end] == mask_id).any()) \
+                and bool((canvas[P:end] == eos_id).any()):
             break
     return _view(canvas, P, G, eos_id), views, steps
 

@@ -6,6 +6,9 @@ Official defaults: the LLaDA2.0-mini / LLaDA2.1-mini model cards' usage and the
 ZHZisZZ/dllm ``dllm/pipelines/llada2`` and ``llada21``, whose samplers use the same values):
 ``block_length=32``, ``steps=32`` (per block), ``threshold=0.95``, ``temperature=0``,
 ``minimal_topk=1``, ``eos_early_stop`` off. ``gen_length`` is the task's ``max_gen_toks``.
+LLaDA2.1's editing decoding (its hub ``generate``) runs when ``editing_threshold`` is set
+(2.1's default there: 0.9, with ``max_post_steps=16`` and ``num_to_transfer=1``); the config
+of a 2.1 checkpoint does not tell it from 2.0, so it is a model argument.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ class LLaDA2Settings:
     temperature: float = option(OFFICIAL["temperature"], lo=0.0)
     eos_early_stop: bool = OFFICIAL["eos_early_stop"]
     minimal_topk: int = option(1, lo=1)
+    editing_threshold: float | None = option(None, lo=0.0, hi=1.0)  # None: LLaDA2.0 decoding, no editing
+    max_post_steps: int = option(16, lo=0)  # 2.1: steps of a block after its last mask
+    num_to_transfer: int = option(1, lo=1)  # 2.1: the least commits of a step with masks left
 
     fixed_schedule = False  # the pipeline's question: is the number of steps known before decoding?
 
     def __post_init__(self):
-        for name in ("temperature", "threshold"):
+        for name in ("temperature", "threshold", "editing_threshold"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, name, float(value))
@@ -54,7 +60,10 @@ class LLaDA2Settings:
     @property
     def max_steps(self) -> int:
         """An upper bound of the steps of a row (every block the generation can touch, at its cap)."""
-        return (-(-self.gen_length // self.block_length) + 1) * self.steps_per_block
+        blocks = -(-self.gen_length // self.block_length) + 1
+        if self.editing_threshold is not None:  # masks, then edits: bounded by the post steps
+            return blocks * (self.block_length + self.max_post_steps + 1)
+        return blocks * self.steps_per_block
 
     @property
     def samples(self) -> bool:
