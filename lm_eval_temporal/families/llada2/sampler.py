@@ -76,17 +76,32 @@ def _view(canvas: torch.Tensor, P: int, G: int, eos_id: int | None) -> torch.Ten
     return span
 
 
+def _canvas(prompt: torch.Tensor, settings: LLaDA2Settings, mask_id: int):
+    """(canvas [L], block-causal mask, positions) of rule 1: the prompt, then masks to whole blocks."""
+    P, bl = prompt.shape[0], settings.block_length
+    L = -(-(P + settings.gen_length) // bl) * bl
+    canvas = torch.full((L,), mask_id, dtype=torch.long, device=prompt.device)
+    canvas[:P] = prompt
+    return canvas, block_causal_mask(L, bl, prompt.device), torch.arange(L, device=prompt.device)[None]
+
+
+def _guess_view(canvas: torch.Tensor, tokens: torch.Tensor, end: int, P: int, settings: LLaDA2Settings,
+                mask_id: int, eos_id: int | None) -> torch.Tensor:
+    """A step's capture: the canvas with the step's x0 at the current block's masked positions."""
+    guess = canvas.clone()
+    block = guess[end - settings.block_length:end]
+    block.copy_(torch.where(block == mask_id, tokens, block))
+    return _view(guess, P, settings.gen_length, eos_id)
+
+
 def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id: int, eos_id: int | None,
                gen: torch.Generator | None = None, capture: bool = False) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """(generated tokens [gen_length], the step views (capture only), steps run) of one unpadded prompt [P]."""
     if settings.editing_threshold is not None:
         return _decode_row_editing(model, prompt, settings, mask_id=mask_id, eos_id=eos_id, gen=gen, capture=capture)
     P, G, bl = prompt.shape[0], settings.gen_length, settings.block_length
-    blocks = -(-(P + G) // bl)
-    canvas = torch.full((blocks * bl,), mask_id, dtype=torch.long, device=prompt.device)
-    canvas[:P] = prompt
-    mask = block_causal_mask(blocks * bl, bl, prompt.device)
-    positions = torch.arange(blocks * bl, device=prompt.device)[None]
+    canvas, mask, positions = _canvas(prompt, settings, mask_id)
+    blocks = canvas.shape[0] // bl
     schedule = even_schedule(bl, settings.steps_per_block)
     views: list[torch.Tensor] = []
     steps = 0
@@ -108,9 +123,7 @@ def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id
             block[commit] = tokens[commit]
             steps += 1
             if capture:
-                guess = canvas.clone()
-                guess[end - bl:end] = torch.where(block == mask_id, tokens, block)
-                views.append(_view(guess, P, G, eos_id))
+                views.append(_guess_view(canvas, tokens, end, P, settings, mask_id, eos_id))
             if settings.eos_early_stop and eos_id is not None and bool((tokens[commit] == eos_id).any()):
                 first = int((canvas == eos_id).nonzero()[0])
                 if first >= P and not bool((canvas[P:first] == mask_id).any()):
@@ -124,11 +137,8 @@ def _decode_row_editing(model, prompt: torch.Tensor, settings: LLaDA2Settings, *
                         gen: torch.Generator | None, capture: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """:func:`decode_row` by LLaDA2.1's rules (rule 5)."""
     P, G, bl = prompt.shape[0], settings.gen_length, settings.block_length
-    blocks = -(-(P + G) // bl)
-    canvas = torch.full((blocks * bl,), mask_id, dtype=torch.long, device=prompt.device)
-    canvas[:P] = prompt
-    mask = block_causal_mask(blocks * bl, bl, prompt.device)
-    positions = torch.arange(blocks * bl, device=prompt.device)[None]
+    canvas, mask, positions = _canvas(prompt, settings, mask_id)
+    blocks = canvas.shape[0] // bl
     views: list[torch.Tensor] = []
     steps = 0
     for blk in range(P // bl, blocks):
@@ -156,9 +166,7 @@ def _decode_row_editing(model, prompt: torch.Tensor, settings: LLaDA2Settings, *
             block[commit | edit] = tokens[commit | edit]
             steps += 1
             if capture:
-                guess = canvas.clone()
-                guess[end - bl:end] = torch.where(block == mask_id, tokens, block)
-                views.append(_view(guess, P, G, eos_id))
+                views.append(_guess_view(canvas, tokens, end, P, settings, mask_id, eos_id))
             if not bool(masked.any()) and not bool(edit.any()):
                 break
         if settings.eos_early_stop and eos_id is not None and not bool((canvas[P:end] == mask_id).any()) \
