@@ -56,12 +56,14 @@ def even_schedule(block_length: int, steps: int) -> list[int]:
 
 
 def _x0(logits: torch.Tensor, temperature: float, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens, their probabilities) of logits [N, V]: the argmax at temperature 0, else a draw."""
+    """(tokens, their probabilities) of logits [N, V]: the argmax at temperature 0, else a draw.
+    The softmax runs in the logits' dtype, as the hub's (bf16 probabilities decide which
+    positions clear ``threshold``: float32 ones would commit differently near it)."""
     if temperature == 0:
-        probs = torch.softmax(logits.float(), dim=-1)
+        probs = torch.softmax(logits, dim=-1)
         tokens = probs.argmax(dim=-1)
     else:
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        probs = torch.softmax(logits / temperature if temperature != 1.0 else logits, dim=-1)
         tokens = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
     return tokens, probs.gather(-1, tokens[:, None]).squeeze(-1)
 
