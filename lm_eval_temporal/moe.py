@@ -32,19 +32,22 @@ def softmax_topk(router_logits: torch.Tensor, k: int, expert_bias: torch.Tensor 
     return weights, experts
 
 
-def mix_experts(x: torch.Tensor, experts: nn.ModuleList, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+def mix_experts(x: torch.Tensor, experts: nn.ModuleList, weights: torch.Tensor, chosen: torch.Tensor,
+                sum_dtype: torch.dtype | None = None) -> torch.Tensor:
     """sum_j weights[n, j] * experts[chosen[n, j]](x[n]) for tokens ``x`` [N, D], in ``x.dtype``.
 
     Experts run in index order, each on its tokens only, and their outputs are added with
     ``index_add_``: the order of additions of the reference implementations, so that bf16
-    results match them bit for bit."""
-    weights = weights.to(x.dtype)
-    out = torch.zeros_like(x)
+    results match them bit for bit. ``sum_dtype``: weigh and add in that dtype, then cast
+    (LLaDA2's hub code weighs the bf16 expert outputs with float32 weights and sums in float32)."""
+    dtype = sum_dtype or x.dtype
+    weights = weights.to(dtype)
+    out = torch.zeros_like(x, dtype=dtype)
     for e, expert in enumerate(experts):
         token, slot = torch.where(chosen == e)
         if token.numel():
-            out.index_add_(0, token, expert(x[token]) * weights[token, slot, None])
-    return out
+            out.index_add_(0, token, expert(x[token]).to(dtype) * weights[token, slot, None])
+    return out.to(x.dtype)
 
 
 def sigmoid_group_topk(router_logits: torch.Tensor, k: int, n_group: int, topk_group: int,

@@ -115,7 +115,8 @@ class LLaDA2SparseMoe(nn.Module):
         logits = F.linear(flat.float(), self.gate.weight.float())  # routing in float32, as the hub
         weights, chosen = sigmoid_group_topk(logits, c.num_experts_per_tok, c.n_group, c.topk_group,
                                              self.gate.expert_bias, c.routed_scaling_factor)
-        y = mix_experts(flat, self.experts, weights, chosen).view_as(x)
+        # weighed and summed in float32 (the weights' dtype), then cast: the hub's moe_infer
+        y = mix_experts(flat, self.experts, weights, chosen, sum_dtype=weights.dtype).view_as(x)
         if c.num_shared_experts is not None:
             y = y + self.shared_experts(x)
         return y
