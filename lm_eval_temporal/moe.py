@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["softmax_topk", "mix_experts"]
+__all__ = ["softmax_topk", "sigmoid_group_topk", "mix_experts"]
 
 
 def softmax_topk(router_logits: torch.Tensor, k: int, expert_bias: torch.Tensor | None = None,
@@ -32,16 +32,41 @@ def softmax_topk(router_logits: torch.Tensor, k: int, expert_bias: torch.Tensor 
     return weights, experts
 
 
-def mix_experts(x: torch.Tensor, experts: nn.ModuleList, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+def mix_experts(x: torch.Tensor, experts: nn.ModuleList, weights: torch.Tensor, chosen: torch.Tensor,
+                sum_dtype: torch.dtype | None = None) -> torch.Tensor:
     """sum_j weights[n, j] * experts[chosen[n, j]](x[n]) for tokens ``x`` [N, D], in ``x.dtype``.
 
     Experts run in index order, each on its tokens only, and their outputs are added with
     ``index_add_``: the order of additions of the reference implementations, so that bf16
-    results match them bit for bit."""
-    weights = weights.to(x.dtype)
-    out = torch.zeros_like(x)
+    results match them bit for bit. ``sum_dtype``: weigh and add in that dtype, then cast
+    (LLaDA2's hub code weighs the bf16 expert outputs with float32 weights and sums in float32)."""
+    dtype = sum_dtype or x.dtype
+    weights = weights.to(dtype)
+    out = torch.zeros_like(x, dtype=dtype)
     for e, expert in enumerate(experts):
         token, slot = torch.where(chosen == e)
         if token.numel():
-            out.index_add_(0, token, expert(x[token]) * weights[token, slot, None])
-    return out
+            out.index_add_(0, token, expert(x[token]).to(dtype) * weights[token, slot, None])
+    return out.to(x.dtype)
+
+
+def sigmoid_group_topk(router_logits: torch.Tensor, k: int, n_group: int, topk_group: int,
+                       expert_bias: torch.Tensor | None, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weights [N, k], experts [N, k]) by LLaDA2's group-limited sigmoid routing (DeepSeek-V3 style).
+
+    Scores are sigmoids in float32; ``expert_bias`` is added for the choice only (not to the
+    weights). Experts form ``n_group`` groups, a group scores the sum of its two best experts,
+    and a token picks its k experts within its ``topk_group`` best groups. The chosen scores
+    are normalised to sum to one (when k > 1) and multiplied by ``scale``."""
+    scores = torch.sigmoid(router_logits.float())
+    choice = scores if expert_bias is None else scores + expert_bias
+    N, E = choice.shape
+    group_scores = choice.view(N, n_group, -1).topk(2, dim=-1).values.sum(dim=-1)
+    groups = torch.topk(group_scores, topk_group, dim=-1, sorted=False).indices
+    keep = torch.zeros_like(group_scores, dtype=torch.bool).scatter(1, groups, True)
+    keep = keep[:, :, None].expand(N, n_group, E // n_group).reshape(N, E)
+    experts = torch.topk(choice.masked_fill(~keep, float("-inf")), k, dim=-1).indices
+    weights = scores.gather(1, experts)
+    if k > 1:
+        weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+    return weights * scale, experts

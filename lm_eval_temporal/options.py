@@ -17,6 +17,7 @@ from lm_eval_temporal.errors import OptionError
 from lm_eval_temporal.families import NAMES as FAMILIES
 from lm_eval_temporal.families.diffusion_gemma.settings import DiffusionGemmaSettings
 from lm_eval_temporal.families.dream.settings import DreamSettings
+from lm_eval_temporal.families.llada2.settings import LLaDA2Settings
 
 __all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "check_family", "task_alias",
            "EMBEDDED", "ANSWER_TASKS", "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
@@ -87,6 +88,11 @@ class BackendOptions:
     alg_temp: float | None = like(DreamSettings, "alg_temp", None)
     top_p: float | None = like(DreamSettings, "top_p", None)
     top_k: int | None = like(DreamSettings, "top_k", None)
+    # LLaDA2.x's decoding settings (None: its official defaults)
+    threshold: float | None = like(LLaDA2Settings, "threshold", None)
+    eos_early_stop: bool | None = like(LLaDA2Settings, "eos_early_stop", None)
+    editing_threshold: float | None = like(LLaDA2Settings, "editing_threshold", None)  # set: LLaDA2.1's editing
+    max_post_steps: int | None = like(LLaDA2Settings, "max_post_steps", None)
     vote: str = like(TemporalConfig, "vote")
     alpha: float = like(TemporalConfig, "alpha")
     gate_window: int = like(TemporalConfig, "gate_window")

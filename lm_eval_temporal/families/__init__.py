@@ -16,6 +16,8 @@ pipeline, the record, the vote, TSE and the metrics never ask which family they 
   by LLaDA's sampler with dllm's evaluation defaults (:mod:`lm_eval_temporal.families.llada_moe`).
 - ``dream``: Dream / DiffuCoder / Dream-Coder (this package's weight-compatible model),
   decoded by Dream's official ``diffusion_generate`` rules (:mod:`lm_eval_temporal.families.dream`).
+- ``llada2``: LLaDA2.0 / 2.1 (this package's weight-compatible MoE model), decoded by the hub's
+  block decoding with ``threshold`` and ``eos_early_stop`` (:mod:`lm_eval_temporal.families.llada2`).
 
 What the pipeline reads of a settings object (``SamplerConfig`` for llada,
 ``DiffusionGemmaSettings`` for diffusion_gemma, ``DreamSettings`` for dream): ``gen_length`` (the most tokens a row can
@@ -32,7 +34,7 @@ from typing import Any
 
 __all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args"]
 
-NAMES = ("llada", "diffusion_gemma", "llada_moe", "dream")  # ``family=`` values besides ``auto``
+NAMES = ("llada", "diffusion_gemma", "llada_moe", "dream", "llada2")  # ``family=`` values besides ``auto``
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def get(name: str) -> Family:
         from lm_eval_temporal.families.llada_moe import FAMILY
     elif name == "dream":
         from lm_eval_temporal.families.dream import FAMILY
+    elif name == "llada2":
+        from lm_eval_temporal.families.llada2 import FAMILY
     else:
         raise ValueError(f"family={name!r}: expected auto or one of {', '.join(NAMES)}")
     return FAMILY
