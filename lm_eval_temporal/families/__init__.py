@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args"]
+__all__ = ["Family", "NAMES", "get", "detect", "foreign_names", "foreign_args", "row_generators"]
 
 NAMES = ("llada", "diffusion_gemma", "llada_moe", "dream", "llada2")  # ``family=`` values besides ``auto``
 
@@ -90,3 +90,13 @@ def foreign_args(family: Family, given: Mapping[str, Any]) -> list[str]:
     """The model arguments in ``given`` (name -> value, only those set away from their
     defaults) that belong to another family than ``family``."""
     return sorted(set(given) & foreign_names(family))
+
+
+def row_generators(seeds: Any, device: Any, draws: bool) -> list | None:
+    """One ``torch.Generator`` per row, seeded from its request, when decoding draws random
+    numbers (None otherwise): a row's draws never depend on the rest of its batch."""
+    if seeds is None or not draws:
+        return None
+    import torch
+
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

@@ -18,7 +18,7 @@ import torch
 
 from lm_eval_temporal import loading
 from lm_eval_temporal.config import SamplerConfig
-from lm_eval_temporal.families import Family
+from lm_eval_temporal.families import Family, row_generators
 from lm_eval_temporal.sampler import GenerationOutput, generate
 
 __all__ = ["FAMILY", "load", "denoise"]
@@ -53,9 +53,7 @@ def denoise(loaded: loading.LoadedModel, input_ids: torch.Tensor, attention_mask
             callback_gap: bool = False) -> GenerationOutput:
     """LLaDA's sampler on a left-padded batch; ``seeds`` (one per row) drive a per-row
     ``torch.Generator`` when decoding draws random numbers, so a row never depends on its batch."""
-    generators = None
-    if seeds is not None and (config.temperature > 0 or config.remasking == "random"):
-        generators = [torch.Generator(device=loaded.device).manual_seed(int(s)) for s in seeds]
+    generators = row_generators(seeds, loaded.device, config.temperature > 0 or config.remasking == "random")
     return generate(loaded.model, input_ids.to(loaded.device), attention_mask.to(loaded.device), config=config,
                     mask_id=loaded.mask_id, eos_id=loaded.eos_id, generator=generators, capture=capture,
                     step_callback=step_callback, callback_gap=callback_gap)

@@ -71,15 +71,13 @@ def denoise(loaded: Any, input_ids, attention_mask, config: DreamSettings, *, se
             capture: bool, step_callback=None, callback_gap: bool = False):
     """Dream's sampler on a left-padded batch, one ``torch.Generator`` per row seeded from
     ``seeds`` when decoding draws random numbers."""
-    import torch
+    from lm_eval_temporal.families import row_generators
 
     from .sampler import generate
 
     if step_callback is not None:
         raise ValueError("early_stop: not available for Dream models (use early_stop=none)")
-    generators = None
-    if seeds is not None and config.samples:
-        generators = [torch.Generator(device=loaded.device).manual_seed(int(s)) for s in seeds]
+    generators = row_generators(seeds, loaded.device, config.samples)
     return generate(loaded.model, input_ids.to(loaded.device), attention_mask.to(loaded.device), config,
                     mask_id=loaded.mask_id, generators=generators, capture=capture)
 

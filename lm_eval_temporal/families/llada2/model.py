@@ -22,7 +22,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
-from lm_eval_temporal.llada import RMSNorm, apply_rope, rope_tables
+from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
 from lm_eval_temporal.moe import mix_experts, sigmoid_group_topk
 
 __all__ = ["MODEL_TYPE", "LLaDA2Config", "LLaDA2MoeModelLM", "block_causal_mask"]
@@ -189,16 +189,10 @@ class LLaDA2MoeModelLM(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, LLaDA2Gate):
-            nn.init.normal_(module.weight, mean=0.0, std=std)
+        init_weights(module, self.config.initializer_range)
+        if isinstance(module, LLaDA2Gate):  # its router weight is a bare parameter
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             nn.init.zeros_(module.expert_bias)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.word_embeddings
