@@ -5,9 +5,7 @@ SIGALRM, which only works on a main thread, while the backend and TCR call it fr
 (daemonic) subprocesses. So the bound is built here, in three layers:
 
 1. A screen (:mod:`.screen`, applied by the caller before :func:`math_verify_equal`): inputs
-   whose evaluation explodes never reach sympy and count as "not equivalent" (power towers,
-   huge exponents, factorials / Gamma / binomials of anything but small numbers, nested and
-   double factorials, deep nesting, long strings).
+   whose evaluation explodes (see there) never reach sympy and count as "not equivalent".
 2. A small pool of long-lived helper processes per Python process (:class:`_MathPool`, at most
    :data:`MATH_WORKERS` = ``LM_EVAL_TEMPORAL_MATH_WORKERS``, default 3). Helpers start in the
    background when all running ones are busy (never per call) and one spare is kept warm, so
@@ -15,17 +13,15 @@ SIGALRM, which only works on a main thread, while the backend and TCR call it fr
 3. A per-call deadline of :data:`MATH_TIMEOUT_S` (``LM_EVAL_TEMPORAL_MATH_TIMEOUT``, seconds,
    default 1.25) that covers both the wait for a free helper and the comparison. The helper
    interrupts itself when the budget is spent (an interval timer on its own main thread); work
-   it cannot interrupt (C-level big-integer arithmetic) is cut off :data:`_KILL_GRACE_S` later:
-   the caller gets its answer at once, and the helper is killed, reaped and replaced in the
-   background. So a call returns within ``MATH_TIMEOUT_S + _KILL_GRACE_S`` (1.75 s by default)
-   once a helper is running; only the very first call of a process also waits for a helper to
+   it cannot interrupt (C-level big-integer arithmetic) is cut off :data:`_KILL_GRACE_S` later
+   (killed, reaped and replaced in the background). A call returns within ``MATH_TIMEOUT_S +
+   _KILL_GRACE_S`` (1.75 s by default) once a helper runs; the first call also waits for one to
    start (about a second).
 
-A comparison that timed out, or found no free helper before its deadline, has no verdict
-(None): its callers must neither cache it nor read it as a verdict, since it depends on the
-machine's load. Every such call is counted (:func:`stats`). If no helper can be started, or
-``LM_EVAL_TEMPORAL_MATH_WORKER=0`` is set, math-verify runs in-process (one call at a time)
-behind the screen alone.
+A comparison that timed out, or found no free helper in time, has no verdict (None): callers
+must neither cache it nor read it as one (it depends on the machine's load); each is counted
+(:func:`stats`). Without helpers (none starts, or ``LM_EVAL_TEMPORAL_MATH_WORKER=0``)
+math-verify runs in-process, one call at a time, behind the screen alone.
 
 The helpers run this very file, loaded by path rather than through the package (whose imports
 may grow), so this module must import nothing but the standard library.
