@@ -23,8 +23,7 @@ must neither cache it nor read it as one (it depends on the machine's load); eac
 (:func:`stats`). Without helpers (none starts, or ``LM_EVAL_TEMPORAL_MATH_WORKER=0``)
 math-verify runs in-process, one call at a time, behind the screen alone.
 
-The helpers run this very file, loaded by path rather than through the package (whose imports
-may grow), so this module must import nothing but the standard library.
+Helpers run this very file, loaded by path: it must import only the standard library.
 """
 
 from __future__ import annotations
