@@ -19,9 +19,9 @@ pipeline, the record, the vote, TSE and the metrics never ask which family they 
 - ``llada2``: LLaDA2.0 / 2.1 (this package's weight-compatible MoE model), decoded by the hub's
   block decoding with ``threshold`` and ``eos_early_stop`` (:mod:`lm_eval_temporal.families.llada2`).
 
-What the pipeline reads of a settings object (``SamplerConfig`` for llada,
-``DiffusionGemmaSettings`` for diffusion_gemma, ``DreamSettings`` for dream): ``gen_length`` (the most tokens a row can
-generate), ``steps`` (the steps of its full schedule) and ``fixed_schedule``, from which
+What the pipeline reads of a settings object (``SamplerConfig`` for llada and llada_moe,
+``DiffusionGemmaSettings``, ``DreamSettings``, ``LLaDA2Settings``): ``gen_length`` (the most
+tokens a row can generate), ``steps`` (the steps of its full schedule) and ``fixed_schedule``, from which
 :func:`lm_eval_temporal.config.horizon` takes each row's horizon T (docs/algorithm.md, "The
 horizon T").
 """
