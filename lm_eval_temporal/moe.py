@@ -12,7 +12,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["softmax_topk", "sigmoid_group_topk", "mix_experts"]
+__all__ = ["SwiGLU", "softmax_topk", "sigmoid_group_topk", "mix_experts"]
+
+
+class SwiGLU(nn.Module):
+    """``down_proj(act(gate_proj(x)) * up_proj(x))``: the feed-forward of the Qwen-style carried
+    models (Dream, LLaDA-MoE, LLaDA2), and each expert and shared expert of their MoE layers."""
+
+    def __init__(self, d_model: int, hidden: int, act=F.silu):
+        super().__init__()
+        self.gate_proj = nn.Linear(d_model, hidden, bias=False)
+        self.up_proj = nn.Linear(d_model, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, d_model, bias=False)
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 def softmax_topk(router_logits: torch.Tensor, k: int, expert_bias: torch.Tensor | None = None,

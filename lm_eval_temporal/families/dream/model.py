@@ -27,6 +27,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
+from lm_eval_temporal.moe import SwiGLU
 
 __all__ = ["MODEL_TYPE", "DreamConfig", "DreamModel", "padding_inputs"]
 
@@ -144,25 +145,13 @@ class DreamAttention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, L, -1))
 
 
-class DreamMLP(nn.Module):
-    def __init__(self, config: DreamConfig):
-        super().__init__()
-        d, m = config.hidden_size, config.intermediate_size
-        self.gate_proj = nn.Linear(d, m, bias=False)
-        self.up_proj = nn.Linear(d, m, bias=False)
-        self.down_proj = nn.Linear(m, d, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class DreamDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: DreamConfig):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.self_attn = DreamAttention(config)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = DreamMLP(config)
+        self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rope, mask)

@@ -23,7 +23,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import MaskedLMOutput
 
 from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
-from lm_eval_temporal.moe import mix_experts, sigmoid_group_topk
+from lm_eval_temporal.moe import SwiGLU, mix_experts, sigmoid_group_topk
 
 __all__ = ["MODEL_TYPE", "LLaDA2Config", "LLaDA2MoeModelLM", "block_causal_mask"]
 
@@ -79,17 +79,6 @@ def block_causal_mask(length: int, block_length: int, device=None) -> torch.Tens
     return (block[None, :] <= block[:, None])[None, None]
 
 
-class LLaDA2MLP(nn.Module):
-    def __init__(self, config: LLaDA2Config, intermediate_size: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, intermediate_size, bias=False)
-        self.down_proj = nn.Linear(intermediate_size, config.hidden_size, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class LLaDA2Gate(nn.Module):
     """The router's parameters (``gate.weight``, the ``gate.expert_bias`` buffer saved with the checkpoint)."""
 
@@ -103,11 +92,11 @@ class LLaDA2SparseMoe(nn.Module):
     def __init__(self, config: LLaDA2Config):
         super().__init__()
         self.config = config
-        self.experts = nn.ModuleList(LLaDA2MLP(config, config.moe_intermediate_size) for _ in range(config.num_experts))
+        self.experts = nn.ModuleList(SwiGLU(config.hidden_size, config.moe_intermediate_size) for _ in range(config.num_experts))
         self.gate = LLaDA2Gate(config)
         # the hub builds shared experts whenever the field is not None (0 gives empty weights)
         if config.num_shared_experts is not None:
-            self.shared_experts = LLaDA2MLP(config, config.moe_intermediate_size * config.num_shared_experts)
+            self.shared_experts = SwiGLU(config.hidden_size, config.moe_intermediate_size * config.num_shared_experts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -154,7 +143,7 @@ class LLaDA2DecoderLayer(GradientCheckpointingLayer):
         self.attention = LLaDA2Attention(config)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         moe = config.num_experts is not None and index >= config.first_k_dense_replace
-        self.mlp = LLaDA2SparseMoe(config) if moe else LLaDA2MLP(config, config.intermediate_size)
+        self.mlp = LLaDA2SparseMoe(config) if moe else SwiGLU(config.hidden_size, config.intermediate_size)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.input_layernorm(x), rope, mask)

@@ -30,7 +30,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from lm_eval_temporal.families.llada_moe import MODEL_TYPE
 from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
-from lm_eval_temporal.moe import mix_experts, softmax_topk
+from lm_eval_temporal.moe import SwiGLU, mix_experts, softmax_topk
 
 __all__ = ["LLaDAMoEConfig", "LLaDAMoEModelLM"]
 
@@ -158,20 +158,6 @@ class LLaDAMoEConfig(PretrainedConfig):
         return int(self.head_dim * factor)
 
 
-class SwiGLU(nn.Module):
-    """``down_proj(act(gate_proj(x)) * up_proj(x))``: the dense MLP, each expert and the shared expert."""
-
-    def __init__(self, config: LLaDAMoEConfig, hidden: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, hidden, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, config.hidden_size, bias=False)
-        self.act = ACT2FN[config.hidden_act]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
-
-
 class SparseMoE(nn.Module):
     """Router ``gate`` + ``experts``; each token goes to its ``num_experts_per_tok`` best experts.
 
@@ -183,7 +169,7 @@ class SparseMoE(nn.Module):
         super().__init__()
         self.top_k = config.num_experts_per_tok
         self.gate = nn.Linear(config.hidden_size, config.num_experts, bias=False)
-        self.experts = nn.ModuleList(SwiGLU(config, config.expert_intermediate_size) for _ in range(config.num_experts))
+        self.experts = nn.ModuleList(SwiGLU(config.hidden_size, config.expert_intermediate_size, ACT2FN[config.hidden_act]) for _ in range(config.num_experts))
         if config.moe_router_enable_expert_bias:
             self.register_buffer("expert_bias", torch.zeros(config.num_experts))
         else:
@@ -233,11 +219,11 @@ class LLaDAMoEDecoderLayer(GradientCheckpointingLayer):
         super().__init__()
         moe = config.moe_layer_freq[index] != 0
         self.self_attn = LLaDAMoEAttention(config)
-        self.mlp = SparseMoE(config) if moe else SwiGLU(config, config.dense_intermediate_size)
+        self.mlp = SparseMoE(config) if moe else SwiGLU(config.hidden_size, config.dense_intermediate_size, ACT2FN[config.hidden_act])
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         if moe and config.shared_expert_intermediate_size is not None:
-            self.shared_expert = SwiGLU(config, config.shared_expert_intermediate_size)
+            self.shared_expert = SwiGLU(config.hidden_size, config.shared_expert_intermediate_size, ACT2FN[config.hidden_act])
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 attn_mask: torch.Tensor | None) -> torch.Tensor:
