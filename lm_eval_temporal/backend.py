@@ -293,7 +293,7 @@ class LLaDATemporalLM(LM):
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="llada_temporal") as worker:
             for chunk in collator.get_batched(n=self.batch_size):
                 sampled = self._sample(chunk, capture=self._captures(chunk, out))
-                self.efficiency.add(self.pipeline.output_tokens(sampled), sampled.forward_passes,
+                self.efficiency.add(sampled.tokens, sampled.forward_passes,
                                     [len(ids) for ids, *_ in chunk])
                 if pending is not None:
                     done(pending[0], pending[1].result())

@@ -55,6 +55,7 @@ class Sampled:
     commit_step: torch.Tensor | None  # [B, G] global step each position was committed at (with capture)
     steps_run: list[int]
     forward_passes: list[int]  # model forward passes per row (tokens per forward pass: tpf)
+    tokens: list[int]  # valid output tokens per row: generated before its first end or pad token
     parsed: list[early_stop.RowSteps] | None = None  # steps parsed during sampling (early_stop=stable)
 
 
@@ -125,8 +126,6 @@ class TemporalPipeline:
         # The paper's code decodes the whole canvas (special tokens skipped), cutting nothing at EOS.
         self.decoder = StepDecoder(model.tokenizer, [] if self.config.protocol == "paper" else model.stop_ids)
         self.pad_id = next(i for i in (model.pad_id, model.eos_id, 0) if i is not None)
-        # Tokens per forward pass counts a row's output up to its end (EOS, end of turn) or
-        # padding, whatever the protocol reads: the leaderboard's rule.
         self.end_ids = torch.tensor(sorted({*model.stop_ids, self.pad_id}), dtype=torch.long)
 
     # ------------------------------------------------------------------ prompts
@@ -156,15 +155,19 @@ class TemporalPipeline:
         stop = early_stop.policy(self.config, sampler, self.decoder, tasks, stops)
         out = self.family.denoise(self.model, input_ids, attention_mask, sampler, seeds=seeds, capture=capture,
                                   step_callback=stop.callback, callback_gap=stop.callback_gap)
+        sequences = out.sequences[:, input_ids.shape[1]:].cpu()
         return Sampled(
             sampler=sampler,
             tasks=list(tasks),
             stops=stops,
-            sequences=out.sequences[:, input_ids.shape[1]:].cpu(),
+            sequences=sequences,
             trajectory=out.trajectory,
             commit_step=out.commit_step,
             steps_run=out.steps_run.tolist(),
             forward_passes=out.forward_passes.tolist(),
+            # Counted up to each row's end (EOS, end of turn) or padding, whatever the protocol
+            # reads: the leaderboard's rule for tokens per forward pass.
+            tokens=ends(sequences, self.end_ids).tolist(),
             parsed=stop.rows,
         )
 
@@ -172,16 +175,11 @@ class TemporalPipeline:
         """The generated text of each row, ended at its stop token and stop strings."""
         return [cut_at(t, s) for t, s in zip(self.decoder.texts(sampled.sequences), sampled.stops)]
 
-    def output_tokens(self, sampled: Sampled) -> list[int]:
-        """Each row's valid output tokens: generated before its first end or pad token."""
-        return ends(sampled.sequences, self.end_ids).tolist()
-
     def finish(self, sampled: Sampled) -> list[TemporalRecord]:
         """One record per row of a batch sampled with ``capture=True``."""
         if sampled.trajectory is None:
             raise ValueError("finish: the batch was sampled with capture=False (no steps to read)")
         finals = self.final_texts(sampled)
-        tokens = self.output_tokens(sampled)
         records = []
         for b, final_text in enumerate(finals):
             n, task = sampled.steps_run[b], sampled.tasks[b]
@@ -197,7 +195,7 @@ class TemporalPipeline:
             step_answers[-1] = answers.extract_answer(final_text, task, self.config.protocol)
             record = make_record(step_answers, texts, self.config, task=task, steps=horizon(sampled.sampler, n),
                                  schedule_steps=sampled.sampler.steps, keep_texts=self.keep_texts)
-            record.tokens, record.nfe = tokens[b], sampled.forward_passes[b]
+            record.tokens, record.nfe = sampled.tokens[b], sampled.forward_passes[b]
             records.append(record)
         return records
 
