@@ -100,6 +100,88 @@ def test_batched_logits_equal_unbatched():
         assert torch.allclose(batched[b], model(ids[b:b + 1], block_length=4).logits[0], atol=1e-12)
 
 
+def test_cached_logits_equal_logits_without_cache():
+    model = tiny_llada2().to(torch.float32)
+    ids = torch.tensor([PROMPTS[0] + [43] + [MASK_ID] * 8])  # a prompt of two blocks of 4, then two blocks
+    full = model(ids, block_length=4).logits
+    prompt = model(ids[:, :8], block_length=4, use_cache=True)
+    assert len(prompt.cache) == 2 and prompt.cache[0][0].shape[2] == 8
+    first = model(ids[:, 8:12], block_length=4, cache=prompt.cache, use_cache=True)
+    second = model(ids[:, 12:], block_length=4, cache=first.cache)
+    torch.testing.assert_close(first.logits, full[:, 8:12], atol=1e-5, rtol=0)
+    torch.testing.assert_close(second.logits, full[:, 12:], atol=1e-5, rtol=0)
+    # both blocks at once, with the mask and positions given as the sampler gives them
+    both = model(ids[:, 8:], attention_mask=block_causal_mask(16, 4)[..., 8:, :],
+                 position_ids=torch.arange(8, 16)[None], cache=prompt.cache)
+    torch.testing.assert_close(both.logits, full[:, 8:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="over 16 keys"):
+        model(ids[:, 8:], attention_mask=block_causal_mask(8, 4), cache=prompt.cache)
+
+
+class EosFrom(torch.nn.Module):
+    """Adds ``boost`` to EOS's logit from canvas position ``start`` on, so that a tiny random
+    model ends its output after a few blocks (positions as the sampler passes them)."""
+
+    def __init__(self, inner, start: int, boost: float):
+        super().__init__()
+        self.inner, self.start, self.boost = inner, start, boost
+
+    def forward(self, x, **kw):
+        out = self.inner(x, **kw)
+        out.logits[..., EOS_ID] += self.boost * (kw["position_ids"] >= self.start)
+        return out
+
+
+CACHE_CASES = {
+    "2.0-greedy-eos": dict(threshold=0.9, temperature=0.0, eos_early_stop=True),
+    "2.0-sampled-eos": dict(threshold=0.5, temperature=0.8, eos_early_stop=True),
+    "2.0-sampled": dict(threshold=0.95, temperature=1.0),
+    "2.1-greedy": dict(threshold=0.9, temperature=0.0, editing_threshold=0.0, max_post_steps=3, eos_early_stop=True),
+    "2.1-sampled": dict(threshold=0.5, temperature=0.8, editing_threshold=0.3, max_post_steps=2, eos_early_stop=True),
+}
+
+
+@pytest.mark.parametrize("boost", [0.0, 2.0])
+@pytest.mark.parametrize("case", sorted(CACHE_CASES))
+def test_cached_decoding_equals_full_recompute(case, boost):
+    model = EosFrom(tiny_llada2(), 11, boost)
+    s = LLaDA2Settings(gen_length=14, steps=4, block_length=4, **CACHE_CASES[case])
+    ids, mask = left_pad(PROMPTS)
+    gens = lambda: [torch.Generator().manual_seed(11 + i) for i in range(3)]  # noqa: E731
+    cached, full = (generate(model, ids, mask, s, mask_id=MASK_ID, eos_id=EOS_ID, generators=gens(), capture=True,
+                             use_cache=use_cache) for use_cache in (True, False))
+    assert torch.equal(cached.sequences, full.sequences)
+    assert torch.equal(cached.trajectory, full.trajectory)
+    assert torch.equal(cached.steps_run, full.steps_run) and torch.equal(cached.forward_passes, full.forward_passes)
+    assert int(full.steps_run.min()) >= 4  # every row runs steps against a cache of its earlier blocks
+
+
+def test_cached_steps_run_only_positions_not_yet_cached():
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, **kw):
+            calls.append((x.shape[1], int(kw["position_ids"][0, 0])))
+            return self.inner(x, **kw)
+
+    model = Recorder(tiny_llada2())
+    # threshold 1: one commit a step; the prompt (7) leaves 1 mask in block 1, then blocks 2 and 3 of 4
+    s = LLaDA2Settings(gen_length=9, steps=4, block_length=4, threshold=1.0)
+    ids, mask = left_pad([PROMPTS[0]])
+    for use_cache in (True, False):
+        calls.clear()
+        out = generate(model, ids, mask, s, mask_id=MASK_ID, eos_id=None, use_cache=use_cache)
+        assert out.steps_run.tolist() == out.forward_passes.tolist() == [9] and len(calls) == 9
+        if use_cache:  # the prompt's block with block 1, then a finished block with the next one's first step
+            assert calls == [(8, 0)] + [(8, 4)] + [(4, 8)] * 3 + [(8, 8)] + [(4, 12)] * 3
+        else:
+            assert calls == [(8, 0)] + [(12, 0)] * 4 + [(16, 0)] * 4
+
+
 def test_even_schedule():
     assert even_schedule(32, 32) == [1] * 32 and even_schedule(10, 4) == [3, 3, 2, 2]
 

@@ -11,9 +11,17 @@ RMSNorm ``model.norm``; head ``lm_head``.
 
 Block-causal attention: the canvas is cut into ``block_length``-token blocks from position 0;
 a token attends to every token of its own block and of earlier blocks, never later ones.
+
+Key/value cache (:data:`KVCache`): per layer the post-RoPE keys and values of positions 0..N-1
+(before the grouped heads are repeated, so it is ``num_attention_heads / num_key_value_heads``
+times smaller). Given it, ``forward`` runs positions N.. only: their queries see the cached
+keys and their own, so the logits equal those of a full run whenever the mask is the same, as
+under block-causal attention when N is a block boundary.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +33,12 @@ from transformers.modeling_outputs import MaskedLMOutput
 from lm_eval_temporal.llada import RMSNorm, apply_rope, init_weights, rope_tables
 from lm_eval_temporal.moe import SwiGLU, mix_experts, sigmoid_group_topk
 
-__all__ = ["MODEL_TYPE", "LLaDA2Config", "LLaDA2MoeModelLM", "block_causal_mask"]
+__all__ = ["MODEL_TYPE", "KVCache", "LLaDA2Config", "LLaDA2MoeModelLM", "LLaDA2Output", "block_causal_mask"]
 
 MODEL_TYPE = "llada2_moe"  # LLaDA2.0 and 2.1 checkpoints share it
+
+LayerKV = tuple[torch.Tensor, torch.Tensor]  # (keys, values), each [B, kv heads, N, head_dim]
+KVCache = list[LayerKV]  # one per layer
 
 
 class LLaDA2Config(PretrainedConfig):
@@ -123,17 +134,21 @@ class LLaDA2Attention(nn.Module):
         self.dense = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=config.use_bias)
         self.qk_norm = config.use_qk_norm
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
+                past: LayerKV | None) -> tuple[torch.Tensor, LayerKV]:
+        """(output, the keys and values of the past positions and these)."""
         B, L, _ = x.shape
         qkv = self.query_key_value(x).view(B, L, self.n_heads + 2 * self.n_kv, self.head_dim)
         q, k, v = (t.transpose(1, 2) for t in qkv.split([self.n_heads, self.n_kv, self.n_kv], dim=2))
         if self.qk_norm:
             q, k = self.query_layernorm(q), self.key_layernorm(k)
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         groups = self.n_heads // self.n_kv
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.dense(y.transpose(1, 2).reshape(B, L, -1))
+        y = F.scaled_dot_product_attention(q, k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1),
+                                           attn_mask=mask)
+        return self.dense(y.transpose(1, 2).reshape(B, L, -1)), (k, v)
 
 
 class LLaDA2DecoderLayer(GradientCheckpointingLayer):
@@ -145,9 +160,11 @@ class LLaDA2DecoderLayer(GradientCheckpointingLayer):
         moe = config.num_experts is not None and index >= config.first_k_dense_replace
         self.mlp = LLaDA2SparseMoe(config) if moe else SwiGLU(config.hidden_size, config.intermediate_size)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attention(self.input_layernorm(x), rope, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
+                past: LayerKV | None) -> tuple[torch.Tensor, LayerKV]:
+        y, kv = self.attention(self.input_layernorm(x), rope, mask, past)
+        x = x + y
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
 
 
 class LLaDA2Backbone(nn.Module):
@@ -158,6 +175,14 @@ class LLaDA2Backbone(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(LLaDA2DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+@dataclass
+class LLaDA2Output(MaskedLMOutput):
+    """``logits`` [B, L, V]; ``cache``: the keys/values of the cached positions and these
+    (``use_cache=True`` only)."""
+
+    cache: KVCache | None = None
 
 
 class LLaDA2MoeModelLM(PreTrainedModel):
@@ -194,27 +219,33 @@ class LLaDA2MoeModelLM(PreTrainedModel):
 
     def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.LongTensor | None = None, block_length: int | None = None,
-                **kwargs) -> MaskedLMOutput:
-        """``attention_mask``: a 4-D boolean mask used as given; else ``block_length`` builds
-        the block-causal mask over the canvas (blocks from position 0); one of them is needed
-        (the model is never run with full or causal attention). ``position_ids`` default 0..L-1."""
+                cache: KVCache | None = None, use_cache: bool = False, **kwargs) -> LLaDA2Output:
+        """The input is positions N..N+L-1, N the length of ``cache`` (0 without).
+        ``attention_mask``: a 4-D boolean mask [., ., L, N + L] used as given; else
+        ``block_length`` builds the block-causal mask (blocks from position 0); one of them is
+        needed (the model is never run with full or causal attention). ``position_ids`` default
+        N..N+L-1. ``use_cache``: return the cache of positions 0..N+L-1 (the config's
+        ``use_cache`` field is the hub's and decides nothing here)."""
         x = self.model.word_embeddings(input_ids)
         B, L, _ = x.shape
+        N = cache[0][0].shape[2] if cache else 0
         if attention_mask is None:
             if block_length is None:
                 raise ValueError("LLaDA2 forward: pass block_length (block-causal attention) or a 4-D boolean attention_mask")
-            attention_mask = block_causal_mask(L, block_length, x.device)
-        elif attention_mask.dim() != 4 or attention_mask.dtype != torch.bool:
-            raise ValueError(f"attention_mask: expected a 4-D boolean mask, got shape {tuple(attention_mask.shape)}, "
-                             f"dtype {attention_mask.dtype}")
+            attention_mask = block_causal_mask(N + L, block_length, x.device)[..., N:, :]
+        elif attention_mask.dim() != 4 or attention_mask.dtype != torch.bool or attention_mask.shape[-1] != N + L:
+            raise ValueError(f"attention_mask: expected a 4-D boolean mask over {N + L} keys, got shape "
+                             f"{tuple(attention_mask.shape)}, dtype {attention_mask.dtype}")
         if position_ids is None:
-            position_ids = torch.arange(L, device=x.device)[None]
+            position_ids = torch.arange(N, N + L, device=x.device)[None]
         c = self.config
         cos, sin = rope_tables(position_ids, int(c.head_dim * c.partial_rotary_factor), c.rope_theta, torch.float32)
         rope = cos[:, None].to(x.dtype), sin[:, None].to(x.dtype)  # float32 tables cast, as the hub
-        for layer in self.model.layers:
-            x = layer(x, rope, attention_mask)
-        return MaskedLMOutput(logits=self.lm_head(self.model.norm(x)))
+        kept: KVCache = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, rope, attention_mask, cache[i] if cache else None)
+            kept.append(kv)
+        return LLaDA2Output(logits=self.lm_head(self.model.norm(x)), cache=kept if use_cache else None)
 
 
 AutoConfig.register(MODEL_TYPE, LLaDA2Config, exist_ok=True)

@@ -6,8 +6,9 @@ The algorithm, as the official code runs it, for one prompt of length P:
    block_length)`` whole blocks; positions 0..L-1; block-causal attention.
 2. Blocks are decoded left to right from the one holding position P (a block wholly inside
    the prompt is never decoded). A step runs the model on the canvas up to the end of the
-   current block and takes the block's logits: ``x0`` is their argmax (temperature 0) or a draw
-   from softmax(logits / temperature), its confidence its probability.
+   current block (here with a key/value cache, below) and takes the block's logits: ``x0`` is
+   their argmax (temperature 0) or a draw from softmax(logits / temperature), its confidence
+   its probability.
 3. A step commits the masked positions of the block whose confidence exceeds ``threshold``;
    if fewer than the even schedule's share (``block_length`` split over ``steps_per_block``
    steps), the share's most confident ones instead. A block ends when it has no mask left (at
@@ -29,10 +30,22 @@ Deviations, each chosen so that a row never depends on its batch:
 
 - Rows are decoded one at a time, each on its own unpadded prompt (the official code takes a
   single prompt); rows run their own numbers of steps.
-- Every step recomputes the whole window (prompt and finished blocks included) instead of
-  reusing a KV cache of finished blocks: under block-causal attention finished blocks never
-  see later tokens, so the logits are the same; it costs compute, not results.
 - Random draws (temperature > 0) come from one ``torch.Generator`` per row.
+
+Key/value cache (``use_cache=True``, the default): the official ``generate`` (2.0's and 2.1's)
+runs every step on the whole canvas up to the end of the current block. Here a step runs only
+the positions not yet cached, up to that end, against the cached keys/values of the earlier
+ones, and keeps the keys/values of every position before the current block. So the first step
+runs the window as the official one does (the prefill of the prompt's whole blocks), the
+first step of each later block runs the finished block, as committed (EOS and 2.1's edits
+included), together with the new block, and every other step runs the block alone. The
+logits are the official ones: under block-causal attention a position before the current
+block sees only its own and earlier blocks, whose tokens no later step changes, so its keys
+and values are those the recomputation would make again (bit for bit in the tests' float64;
+in bf16 a shorter matrix product may round differently, as a different batch would). No pass
+is added (a finished block's keys/values come from the next block's first step), so a step is
+one forward pass as in the official code and ``steps_run`` and ``forward_passes`` count as
+before. ``use_cache=False`` runs the official recomputation, the reference of the tests.
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ import torch
 
 from lm_eval_temporal.sampler import GenerationOutput
 
-from .model import block_causal_mask
+from .model import KVCache, block_causal_mask
 from .settings import LLaDA2Settings
 
 __all__ = ["generate", "even_schedule"]
@@ -87,6 +100,18 @@ def _canvas(prompt: torch.Tensor, settings: LLaDA2Settings, mask_id: int):
     return canvas, block_causal_mask(L, bl, prompt.device), torch.arange(L, device=prompt.device)[None]
 
 
+def _block_logits(model, canvas: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, end: int, bl: int,
+                  cache: KVCache | None) -> tuple[torch.Tensor, KVCache | None]:
+    """(the current block's logits [bl, V], the cache of every position before the block) from
+    one forward pass over ``canvas[:end]``; ``cache`` None: the whole window is recomputed."""
+    start = cache[0][0].shape[2] if cache else 0
+    out = model(canvas[None, start:end], attention_mask=mask[..., start:end, :end],
+                position_ids=positions[:, start:end], cache=cache or None, use_cache=cache is not None)
+    if cache is not None:  # the block's own keys/values are of tokens its later steps may change
+        cache = [(k[:, :, :end - bl], v[:, :, :end - bl]) for k, v in out.cache]
+    return out.logits[0, -bl:], cache
+
+
 def _guess_view(canvas: torch.Tensor, tokens: torch.Tensor, end: int, P: int, settings: LLaDA2Settings,
                 mask_id: int, eos_id: int | None) -> torch.Tensor:
     """A step's capture: the canvas with the step's x0 at the current block's masked positions."""
@@ -97,12 +122,15 @@ def _guess_view(canvas: torch.Tensor, tokens: torch.Tensor, end: int, P: int, se
 
 
 def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id: int, eos_id: int | None,
-               gen: torch.Generator | None = None, capture: bool = False) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+               gen: torch.Generator | None = None, capture: bool = False,
+               use_cache: bool = True) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """(generated tokens [gen_length], the step views (capture only), steps run) of one unpadded prompt [P]."""
     if settings.editing_threshold is not None:
-        return _decode_row_editing(model, prompt, settings, mask_id=mask_id, eos_id=eos_id, gen=gen, capture=capture)
+        return _decode_row_editing(model, prompt, settings, mask_id=mask_id, eos_id=eos_id, gen=gen, capture=capture,
+                                   use_cache=use_cache)
     P, G, bl = prompt.shape[0], settings.gen_length, settings.block_length
     canvas, mask, positions = _canvas(prompt, settings, mask_id)
+    cache: KVCache | None = [] if use_cache else None
     blocks = canvas.shape[0] // bl
     schedule = even_schedule(bl, settings.steps_per_block)
     views: list[torch.Tensor] = []
@@ -114,8 +142,7 @@ def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id
             masked = block == mask_id
             if not bool(masked.any()):
                 break
-            logits = model(canvas[None, :end], attention_mask=mask[..., :end, :end],
-                           position_ids=positions[:, :end]).logits[0, -bl:]
+            logits, cache = _block_logits(model, canvas, mask, positions, end, bl, cache)
             tokens, probs = _x0(logits, settings.temperature, gen)
             confidence = torch.where(masked, probs, -torch.inf)
             commit = confidence > settings.threshold
@@ -136,10 +163,12 @@ def decode_row(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id
 
 
 def _decode_row_editing(model, prompt: torch.Tensor, settings: LLaDA2Settings, *, mask_id: int, eos_id: int | None,
-                        gen: torch.Generator | None, capture: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+                        gen: torch.Generator | None, capture: bool,
+                        use_cache: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
     """:func:`decode_row` by LLaDA2.1's rules (rule 5)."""
     P, G, bl = prompt.shape[0], settings.gen_length, settings.block_length
     canvas, mask, positions = _canvas(prompt, settings, mask_id)
+    cache: KVCache | None = [] if use_cache else None
     blocks = canvas.shape[0] // bl
     views: list[torch.Tensor] = []
     steps = 0
@@ -154,8 +183,7 @@ def _decode_row_editing(model, prompt: torch.Tensor, settings: LLaDA2Settings, *
                 post_steps += 1
             if post_steps > settings.max_post_steps:
                 break
-            logits = model(canvas[None, :end], attention_mask=mask[..., :end, :end],
-                           position_ids=positions[:, :end]).logits[0, -bl:]
+            logits, cache = _block_logits(model, canvas, mask, positions, end, bl, cache)
             tokens, probs = _x0(logits, settings.temperature, gen)
             commit = torch.zeros_like(masked)
             if bool(masked.any()):
@@ -179,14 +207,16 @@ def _decode_row_editing(model, prompt: torch.Tensor, settings: LLaDA2Settings, *
 
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: LLaDA2Settings, *,
              mask_id: int, eos_id: int | None, generators: Sequence[torch.Generator] | None = None,
-             capture: bool = False) -> GenerationOutput:
-    """Decode a left-padded batch [B, P] row by row; ``sequences`` is [B, P + gen_length]."""
+             capture: bool = False, use_cache: bool = True) -> GenerationOutput:
+    """Decode a left-padded batch [B, P] row by row; ``sequences`` is [B, P + gen_length].
+    ``use_cache=False``: every step recomputes its window (the official passes, same results)."""
     B, G = input_ids.shape[0], settings.gen_length
     outs, all_views, counts = [], [], []
     for b in range(B):
         prompt = input_ids[b][attention_mask[b].bool()]
         out, views, n = decode_row(model, prompt, settings, mask_id=mask_id, eos_id=eos_id,
-                                gen=None if generators is None else generators[b], capture=capture)
+                                gen=None if generators is None else generators[b], capture=capture,
+                                use_cache=use_cache)
         outs.append(out)
         all_views.append(views)
         counts.append(n)
