@@ -30,7 +30,8 @@ from lm_eval_temporal import answers, likelihood, run_info, run_record, trace
 from lm_eval_temporal.advice import Request, RunAdvice
 from lm_eval_temporal.config import SamplerConfig
 from lm_eval_temporal.loading import load_model, pick_family, read_config
-from lm_eval_temporal.options import EMBEDDED, BackendOptions, check_family, parse_options
+from lm_eval_temporal.options import BackendOptions, check_family, parse_options
+from lm_eval_temporal.tiny import DEFAULT_GEN, shipped_dir
 from lm_eval_temporal.pipeline import Sampled, TemporalPipeline
 from lm_eval_temporal.trajectory import TrajectoryWriter, check_path
 
@@ -76,10 +77,9 @@ class LLaDATemporalLM(LM):
                 "device=%s requested but CUDA is not available; running on the CPU", device)
             device = "cpu"
         pretrained, self.default_gen = o.pretrained, {}
-        if o.pretrained == EMBEDDED:
-            from lm_eval_temporal.tiny import DEFAULT_GEN, EMBEDDED_DIR
-
-            pretrained, self.default_gen = str(EMBEDDED_DIR), dict(DEFAULT_GEN)
+        shipped = shipped_dir(o.pretrained)
+        if shipped is not None:
+            pretrained, self.default_gen = str(shipped), dict(DEFAULT_GEN)
         # The family is read off the checkpoint's config before any weight is: arguments of
         # another family fail here.
         self.family = pick_family(o.family, read_config(pretrained, o.revision))
@@ -101,7 +101,7 @@ class LLaDATemporalLM(LM):
                             if path else None)
         self._schedules: dict[SamplerConfig, run_info.ScheduleUse] = {}  # resolved settings -> rounding, tasks
         self._scorer_start, self._scorer_warned = answers.scorer_stats(), False
-        self._advice = RunAdvice(o.protocol, embedded=o.pretrained == EMBEDDED)
+        self._advice = RunAdvice(o.protocol, embedded=shipped is not None)
         self.efficiency = run_info.Efficiency()
         self._tasks: dict[str, tuple[str | None, int | None]] = {}  # lm-eval task -> (answer parser, gen_length)
         log.info("llada_temporal: %s", run_info.summary(o, self.pipeline.config, self.default_gen, self.family))
@@ -126,7 +126,7 @@ class LLaDATemporalLM(LM):
         return getattr(self.tokenizer, "chat_template", None)
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        if self.opts.pretrained == EMBEDDED and not getattr(self, "_warned_chat", False):
+        if shipped_dir(self.opts.pretrained) is not None and not getattr(self, "_warned_chat", False):
             self._warned_chat = True
             log.warning("--apply_chat_template with the embedded model: it was trained on bare prompts "
                         "(Q:...=?\nA:), so accuracy collapses; leave the flag out for it")

@@ -128,8 +128,10 @@ def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
 
 
 def _eval_hint(cfg, out: Path) -> str:
+    from lm_eval_temporal.options import EMBEDDED
+
     task = {"arith_chain": "arith_chain", "gsm8k": "gsm8k_temporal", "svamp": "svamp"}[cfg.dataset]
-    args = f"pretrained={cfg.pretrained},peft={out}" if cfg.pretrained != "embedded" else f"peft={out}"
+    args = f"pretrained={cfg.pretrained},peft={out}" if cfg.pretrained != EMBEDDED else f"peft={out}"
     chat = " --apply_chat_template" if cfg.chat_template else ""
     return f"lm_eval --model llada_temporal --model_args {args} --tasks {task}{chat}"
 

@@ -22,13 +22,13 @@ from lm_eval_temporal.families.llada2.settings import LLaDA2Settings
 __all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "check_family", "task_alias",
            "EMBEDDED", "ANSWER_TASKS", "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
 
-EMBEDDED = "embedded"  # `pretrained` value (and default) for the model shipped in the package
+EMBEDDED = "embedded"  # `pretrained` default: the model shipped in the package (tiny.SHIPPED has all names)
 ANSWER_TASKS = ("auto", "gsm8k", "svamp", "math500", "countdown", "generic")
 
 
 def _pretrained(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
-        raise ValueError("expected a path, a hub id or 'embedded'")
+        raise ValueError("expected a path, a hub id, 'embedded' or 'embedded:testbed'")
     return value
 
 

@@ -39,7 +39,8 @@ from typing import Any
 
 import lm_eval_temporal
 from lm_eval_temporal.config import SamplerConfig, TemporalConfig
-from lm_eval_temporal.options import EMBEDDED, BackendOptions
+from lm_eval_temporal.options import BackendOptions
+from lm_eval_temporal.tiny import shipped_dir
 
 __all__ = ["RESULT_NEUTRAL", "ScheduleUse", "Efficiency", "REQUEST_TYPES", "output_settings", "acting_settings", "code_digest", "Stamp", "stamp",
            "summary", "model_info", "check_cache", "record_cache", "checkpoint_identity", "weights_digest",
@@ -140,8 +141,8 @@ def _acts(opts: BackendOptions, request: str) -> dict[str, bool]:
 
 
 def _one_spelling(path: str | None) -> str | None:
-    """A local folder as its resolved absolute path; a hub id (or the embedded model) as given."""
-    if path in (None, EMBEDDED) or not Path(path).expanduser().exists():
+    """A local folder as its resolved absolute path; a hub id (or a shipped model's name) as given."""
+    if path is None or shipped_dir(path) is not None or not Path(path).expanduser().exists():
         return path
     return str(Path(path).expanduser().resolve())
 

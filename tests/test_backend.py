@@ -154,6 +154,17 @@ def test_generation_settings_mapping(tiny_dir):
     assert (s.gen_length, s.block_length, s.steps) == (64, 16, 8)  # steps rounded up to 4 blocks
 
 
+@pytest.mark.parametrize("name", ["embedded", "embedded:testbed"])
+def test_shipped_models_by_name_decode_with_their_settings(name):
+    from lm_eval_temporal.tiny import DEFAULT_GEN, SHIPPED
+
+    lm = LLaDATemporalLM(pretrained=name)
+    assert lm.loaded.name == str(SHIPPED[name])
+    s = lm.resolve_generation({"max_gen_toks": 256})
+    assert (s.gen_length, s.steps, s.block_length) == (DEFAULT_GEN["gen_length"], DEFAULT_GEN["steps"],
+                                                       DEFAULT_GEN["block_length"])
+
+
 def test_paper_protocol_reads_the_whole_canvas(tiny_dir, monkeypatch):
     """protocol=paper decodes past an early EOS (the official reading) and parses officially;
     the default cuts at the EOS and reads the answer before it."""

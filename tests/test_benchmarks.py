@@ -69,3 +69,31 @@ def test_batching_reports_the_forward_only_ceiling(runs):
     assert code == 0, stderr[-3000:]
     assert re.search(rf"^forward only: batch_size=8 +{NUM} ms/row  speedup +{NUM}x$", stdout, re.M), stdout
     assert re.search(rf"^forward_only_speedup_batch8={NUM}$", stdout, re.M), stdout
+
+
+def test_tcr_study_quick_runs_every_job_and_resumes(tmp_path):
+    """The study's whole machinery on a few steps: every job's result, the table with one row
+    per run and per reward mean, both claim lines; a second call reruns only the job whose
+    result is missing (its adapter is reused, not retrained)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    out = tmp_path / "study"
+    cmd = [sys.executable, str(BENCH / "tcr_study.py"), "--quick", "--out", str(out), "--parallel", "2"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    jobs = ["base", "tse_s0", "accuracy_s0", "accuracy+tse_s0"]
+    assert all((out / j / "result.json").is_file() for j in jobs)
+    rows = [x for x in first.stdout.splitlines() if x.startswith("| ") and not x.startswith("| model")]
+    assert len(rows) == 1 + 3 * 2, first.stdout
+    assert re.search(r"Claim \(a\).*\*\*(holds|does not hold)\*\*", first.stdout)
+    assert re.search(r"Claim \(b\).*\*\*(holds|does not hold)\*\*", first.stdout)
+    kept = {j: (out / j / "result.json").stat().st_mtime_ns for j in jobs if j != "tse_s0"}
+    adapter = (out / "tse_s0" / "adapter" / "adapter_model.safetensors").read_bytes()
+    (out / "tse_s0" / "result.json").unlink()
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert {j: (out / j / "result.json").stat().st_mtime_ns for j in kept} == kept
+    assert (out / "tse_s0" / "result.json").is_file()
+    assert (out / "tse_s0" / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+    assert "already holds an adapter" in (out / "tse_s0" / "log.txt").read_text()
+    assert rows == [x for x in second.stdout.splitlines() if x.startswith("| ") and not x.startswith("| model")]

@@ -427,7 +427,7 @@ def test_example_configs_are_valid(name):
         assert (c.num_iterations, c.epsilon, c.beta, c.lora_r, c.lora_alpha, c.lora_dropout) == (12, 0.5, 0.04, 128, 64, 0.05)
         assert (c.learning_rate, c.adam_beta1, c.adam_beta2, c.weight_decay, c.max_grad_norm) == (3e-6, 0.9, 0.99, 0.1, 0.2)
     else:
-        assert c.pretrained == "embedded" and c.cpu
+        assert c.pretrained == "embedded:testbed" and c.cpu
 
 
 # ---------------------------------------------------------------------------- data

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from lm_eval_temporal.tiny import DEFAULT_GEN, EMBEDDED_DIR, arith
+from lm_eval_temporal.tiny import DEFAULT_GEN, EMBEDDED_DIR, SHIPPED, TESTBED_DIR, arith, shipped_dir
 
 # --------------------------------------------------------------------------- generator
 
@@ -136,11 +136,17 @@ def test_tokenizer_special_tokens_and_chat_template(tok_dir):
 # --------------------------------------------------------------------------- checkpoint
 
 
-def test_embedded_checkpoint_layout_and_size():
-    files = {p.name: p for p in EMBEDDED_DIR.iterdir()}
+def test_shipped_names():
+    assert shipped_dir("embedded") == EMBEDDED_DIR and shipped_dir("embedded:testbed") == TESTBED_DIR
+    assert shipped_dir(str(EMBEDDED_DIR)) is None and shipped_dir(None) is None and shipped_dir("testbed") is None
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_layout_and_size(name):
+    files = {p.name: p for p in SHIPPED[name].iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(files)
     assert not any(n.endswith((".bin", ".pt", ".pth")) for n in files)
-    assert sum(p.stat().st_size for p in files.values()) <= 20 * 2**20
+    assert sum(p.stat().st_size for p in files.values()) <= 10 * 2**20  # the testbed's bound (issue 23)
     cfg = json.loads(files["config.json"].read_text())
     assert cfg["model_type"] == "llada" and cfg["architectures"] == ["LLaDAModelLM"]
     for key in ("d_model", "n_heads", "n_layers", "mlp_hidden_size", "vocab_size", "embedding_size",
@@ -153,20 +159,22 @@ def test_embedded_checkpoint_layout_and_size():
     assert g["steps"] % (g["gen_length"] // g["block_length"]) == 0
 
 
-def test_embedded_checkpoint_loads_strictly():
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoint_loads_strictly(name):
     import torch
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer
 
     import lm_eval_temporal.llada  # noqa: F401  (registers model_type "llada")
 
-    model, info = AutoModel.from_pretrained(str(EMBEDDED_DIR), output_loading_info=True)
+    folder = SHIPPED[name]
+    model, info = AutoModel.from_pretrained(str(folder), output_loading_info=True)
     assert type(model).__name__ == "LLaDAModelLM"
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
-    state = load_file(str(EMBEDDED_DIR / "model.safetensors"))
+    state = load_file(str(folder / "model.safetensors"))
     assert set(state) == set(model.state_dict())
     assert all(k.startswith("model.transformer.") for k in state)
-    tok = AutoTokenizer.from_pretrained(str(EMBEDDED_DIR))
+    tok = AutoTokenizer.from_pretrained(str(folder))
     assert tok.mask_token_id == model.config.mask_token_id
     assert tok.eos_token_id == model.config.eos_token_id
     assert tok.pad_token_id == model.config.pad_token_id
@@ -213,6 +221,34 @@ def test_tiny_training_run_saves_loadable_checkpoint(tmp_path):
     m2 = AutoModel.from_pretrained(str(out2))
     for (k, a), (_, b) in zip(model.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_training_stop_at_and_save_every_give_the_full_runs_checkpoints(tmp_path):
+    """A run stopped at step 4 of a 6-step schedule, saving every 2 steps, holds the very
+    models the full run holds at steps 2 and 4 (the testbed is made this way)."""
+    from safetensors.torch import load_file
+
+    from lm_eval_temporal.tiny.train import main
+
+    small = ["--batch_size", "4", "--d_model", "32", "--n_layers", "1", "--n_heads", "2", "--mlp_hidden_size", "64",
+             "--log_every", "1", "--no_progress", "--seed", "3", "--steps", "6", "--save_every", "2"]
+    main(["--out", str(tmp_path / "full"), *small])
+    main(["--out", str(tmp_path / "stopped"), *small, "--stop_at", "4"])
+    assert sorted(p.name for p in (tmp_path / "stopped").glob("step_*")) == ["step_2", "step_4"]
+
+    def weights(d):
+        return load_file(str(d / "model.safetensors"))
+
+    for step in ("step_2", "step_4"):
+        a, b = weights(tmp_path / "full" / step), weights(tmp_path / "stopped" / step)
+        assert all(a[k].equal(b[k]) for k in a)
+    end, last = weights(tmp_path / "stopped"), weights(tmp_path / "stopped" / "step_4")
+    assert all(end[k].equal(last[k]) for k in end)
+    logs = [[json.loads(x)["lr"] for x in (tmp_path / d / "train_log.jsonl").read_text().splitlines()]
+            for d in ("full", "stopped")]
+    assert logs[1] == logs[0][:4]  # the stopped run follows the 6-step schedule
+    with pytest.raises(ValueError, match="stop_at must be between 1 and steps=6"):
+        main(["--out", str(tmp_path / "bad"), *small, "--stop_at", "7"])
 
 
 def test_training_batch_layout():

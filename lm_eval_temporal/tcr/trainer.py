@@ -96,11 +96,9 @@ class TCRTrainer:
         if loaded is None:
             from lm_eval_temporal.loading import load_model
 
-            pretrained = cfg.pretrained
-            if pretrained == "embedded":
-                from lm_eval_temporal.tiny import EMBEDDED_DIR
+            from lm_eval_temporal.tiny import shipped_dir
 
-                pretrained = str(EMBEDDED_DIR)
+            pretrained = str(shipped_dir(cfg.pretrained) or cfg.pretrained)
             loaded = load_model(
                 pretrained,
                 revision=cfg.revision,

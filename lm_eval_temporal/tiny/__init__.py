@@ -3,7 +3,11 @@
 - ``EMBEDDED_DIR``: the shipped checkpoint (``config.json`` in LLaDA's layout,
   ``model.safetensors``, tokenizer files); it loads like any LLaDA checkpoint, e.g.
   ``lm_eval_temporal.load_model(str(EMBEDDED_DIR))`` or ``AutoModel.from_pretrained``.
-- ``DEFAULT_GEN``: the decoding settings the embedded model is meant to be run with.
+- ``TESTBED_DIR``: a weaker checkpoint of the same training run (``pretrained=embedded:testbed``),
+  the TCR testbed: its answers oscillate and the temporal majority beats its last answer
+  (docs/tcr_evidence.md).
+- ``SHIPPED`` / ``shipped_dir``: the ``pretrained`` names of the shipped checkpoints.
+- ``DEFAULT_GEN``: the decoding settings both are meant to be run with.
 - ``arith``: the problem generator (``make_problem``, ``eval_docs``, ``training_stream``,
   ``prompt_text``); ``tokenizer``: the char/byte tokenizer builder; ``train``: the training
   script (``python -m lm_eval_temporal.tiny.train --out DIR``). A checkpoint is checked
@@ -17,8 +21,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["EMBEDDED_DIR", "DEFAULT_GEN"]
+__all__ = ["EMBEDDED_DIR", "TESTBED_DIR", "SHIPPED", "shipped_dir", "DEFAULT_GEN"]
 
 EMBEDDED_DIR: Path = Path(__file__).resolve().parent / "checkpoint"
+TESTBED_DIR: Path = Path(__file__).resolve().parent / "testbed"
+SHIPPED: dict[str, Path] = {"embedded": EMBEDDED_DIR, "embedded:testbed": TESTBED_DIR}
+
+
+def shipped_dir(pretrained: str | None) -> Path | None:
+    """The folder of the shipped checkpoint named ``pretrained`` (a key of ``SHIPPED``), else None."""
+    return SHIPPED.get(pretrained) if isinstance(pretrained, str) else None
 
 DEFAULT_GEN: dict[str, int] = dict(gen_length=32, steps=32, block_length=8)

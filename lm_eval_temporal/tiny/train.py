@@ -2,6 +2,10 @@
 
     python -m lm_eval_temporal.tiny.train --out runs/tiny [--steps 5000 --minutes 45 --seed 0]
 
+``--save_every N`` also writes ``DIR/step_N``, ``DIR/step_2N``, ... (a complete checkpoint each);
+``--stop_at K`` ends the run after step K while the learning-rate schedule stays the one of
+``--steps`` (so ``step_K`` of a stopped run is the same model as ``step_K`` of the full run).
+
 Objective (LLaDA SFT): each training row is ``prompt + response + EOS padding`` where the
 response part always has ``gen_length`` tokens (the EOS padding is part of the response, so
 the model learns to stop). Per row a ratio ``t ~ U(0, 1]`` is drawn, the mask probability
@@ -131,6 +135,8 @@ def train(
     progress: bool = True,
     t_sampling: str = "uniform",
     bf16: bool = False,
+    save_every: int = 0,
+    stop_at: int | None = None,
 ) -> Path:
     from tqdm import tqdm
 
@@ -173,7 +179,11 @@ def train(
     start = time.monotonic()
     deadline = start + minutes * 60
     running, n_run = 0.0, 0
-    bar = tqdm(range(steps), desc="train tiny llada", disable=not progress, mininterval=2.0)
+    if stop_at is not None and not 1 <= stop_at <= steps:
+        raise ValueError(f"stop_at must be between 1 and steps={steps}, got {stop_at}")
+    if save_every < 0:
+        raise ValueError(f"save_every must be >= 0 (0: no intermediate checkpoints), got {save_every}")
+    bar = tqdm(range(stop_at or steps), desc="train tiny llada", disable=not progress, mininterval=2.0)
     step = 0
     for step in bar:
         for g in opt.param_groups:
@@ -201,17 +211,24 @@ def train(
             log_f.flush()
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             running, n_run = 0.0, 0
+        if save_every and (step + 1) % save_every == 0:
+            save(model, tokenizer, out / f"step_{step + 1}")
+            model.train()
         if time.monotonic() > deadline:
             log_f.write(json.dumps({"stopped_at_step": step + 1, "reason": "minutes cap"}) + "\n")
             break
     bar.close()
     log_f.close()
-    model.eval()
-    model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    save(model, tokenizer, out)
     summary = {"steps_done": step + 1, "n_params": n_params, "wall_s": round(time.monotonic() - start, 1)}
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
+
+
+def save(model, tokenizer, out: Path) -> None:
+    model.eval()
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--t_sampling", choices=T_SAMPLINGS, default="uniform",
                     help="how the batch's mask ratios are drawn (stratified: lower-variance, same objective)")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward/backward (weights stay fp32)")
+    ap.add_argument("--save_every", type=int, default=0, help="also save DIR/step_N every N steps (0: off)")
+    ap.add_argument("--stop_at", type=int, default=None,
+                    help="stop after this step; the learning-rate schedule stays that of --steps")
     a = vars(ap.parse_args(argv))
     out = a.pop("out")
     a["progress"] = not a.pop("no_progress")
