@@ -286,6 +286,22 @@ def test_official_defaults_resolve_and_model_args_override():
     assert (cfg.gen_length, cfg.steps, cfg.block_length, cfg.threshold, cfg.eos_early_stop) == (32, 8, 16, 0.7, True)
 
 
+@pytest.mark.parametrize("name, editing", [
+    ("inclusionAI/LLaDA2.1-mini", 0.9), ("/models/llada2_1-mini", 0.9), ("inclusionAI/LLaDA2.0-mini", None),
+    ("/models/LLaDA2.1-mini/../LLaDA2.0-mini", None), ("/work/llada2", None)])
+def test_a_checkpoint_named_llada21_decodes_with_21s_editing_by_default(name, editing):
+    from types import SimpleNamespace
+
+    from lm_eval_temporal.families import get
+    from lm_eval_temporal.options import parse_options
+
+    fam = get("llada2")
+    cfg, _ = fam.settings(SimpleNamespace(name=name), parse_options({}), {"max_gen_toks": 64}, {})
+    assert cfg.editing_threshold == editing and cfg.max_post_steps == 16
+    cfg, _ = fam.settings(SimpleNamespace(name=name), parse_options({"editing_threshold": "0.5"}), {}, {})
+    assert cfg.editing_threshold == 0.5
+
+
 def test_options_are_checked_and_other_families_refuse_them():
     from lm_eval_temporal.errors import OptionError
     from lm_eval_temporal.families import get

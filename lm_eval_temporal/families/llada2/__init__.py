@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .settings import OFFICIAL, LLaDA2Settings
+from .settings import OFFICIAL, OFFICIAL_21, LLaDA2Settings, is_llada21
 
 __all__ = ["MODEL_TYPE", "ARCHITECTURE", "FAMILY", "recognises", "load", "settings", "denoise", "LLaDA2Settings",
-           "OFFICIAL"]
+           "OFFICIAL", "OFFICIAL_21"]
 
 MODEL_TYPE = "llada2_moe"
 ARCHITECTURE = "LLaDA2MoeModelLM"
@@ -48,12 +48,15 @@ def load(pretrained: str, config: Mapping[str, Any], *, revision: str | None, dt
 
 def settings(loaded: Any, opts: Any, gen_kwargs: Mapping[str, Any],
              defaults: Mapping[str, int]) -> tuple[LLaDA2Settings, list[str]]:
-    """Model arguments win, else the official defaults (:mod:`.settings`); ``gen_length`` the
-    task's ``max_gen_toks`` (256 without one). Nothing is rounded."""
+    """Model arguments win, else the official defaults (:mod:`.settings`: 2.1's editing for a
+    checkpoint named LLaDA2.1); ``gen_length`` the task's ``max_gen_toks`` (256 without one).
+    Nothing is rounded."""
     gen_length = opts.gen_length or defaults.get("gen_length") or int(gen_kwargs.get("max_gen_toks") or 256)
     chosen = {name: getattr(opts, name) for name in ("steps", "block_length", "temperature", "threshold",
                                                      "eos_early_stop", "editing_threshold", "max_post_steps")}
     given = {name: value for name, value in chosen.items() if value is not None}
+    if is_llada21(getattr(loaded, "name", None)):
+        given = {**OFFICIAL_21, **given}
     return LLaDA2Settings(gen_length=gen_length, **given), []
 
 

@@ -7,19 +7,29 @@ ZHZisZZ/dllm ``dllm/pipelines/llada2`` and ``llada21``, whose samplers use the s
 ``block_length=32``, ``steps=32`` (per block), ``threshold=0.95``, ``temperature=0``,
 ``minimal_topk=1``, ``eos_early_stop`` off. ``gen_length`` is the task's ``max_gen_toks``.
 LLaDA2.1's editing decoding (its hub ``generate``) runs when ``editing_threshold`` is set
-(2.1's default there: 0.9, with ``max_post_steps=16`` and ``num_to_transfer=1``); the config
-of a 2.1 checkpoint does not tell it from 2.0, so it is a model argument.
+(2.1's default there: 0.9, with ``max_post_steps=16`` and ``num_to_transfer=1``). The config
+of a 2.1 checkpoint does not tell it from 2.0, so the checkpoint's name does: a hub id or
+folder whose name holds ``LLaDA2.1`` (any case; ``LLaDA2_1``, ``llada2-1`` too) decodes with
+2.1's editing unless ``editing_threshold`` is given (:func:`is_llada21`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 
 from lm_eval_temporal.coerce import check_fields, option
 
-__all__ = ["OFFICIAL", "LLaDA2Settings"]
+__all__ = ["OFFICIAL", "OFFICIAL_21", "LLaDA2Settings", "is_llada21"]
 
 OFFICIAL = {"block_length": 32, "steps": 32, "threshold": 0.95, "temperature": 0.0, "eos_early_stop": False}
+OFFICIAL_21 = {"editing_threshold": 0.9, "max_post_steps": 16}  # LLaDA2.1's generate, on top of OFFICIAL
+
+
+def is_llada21(checkpoint: str | None) -> bool:
+    """Whether a checkpoint's hub id or folder is named as a LLaDA2.1 one (its last path part)."""
+    return bool(checkpoint) and re.search(r"llada2[._-]1", PurePath(str(checkpoint)).name, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
