@@ -44,7 +44,7 @@ class Plan:
     task: str = "arith_chain"
     limit: int | None = None      # all 300 problems
     eval_args: dict[str, object] = field(default_factory=lambda: {
-        "temperature": 0.0, "vote": "linear", "batch_size": 50})
+        "temperature": 0.9, "seed": 1234, "vote": "fixed", "batch_size": 50})
     bootstrap: int = 2000
     bootstrap_seed: int = 0
     tse_drop: float = 0.20        # claim (a): TSE-only lowers mean TSE by at least this share
