@@ -122,8 +122,8 @@ def output_settings(opts: BackendOptions) -> dict[str, Any]:
 _PACKAGE = Path(lm_eval_temporal.__file__).parent
 _CODE_SUFFIXES = (".py", ".yaml", ".json", ".jinja")
 _CODE_NEUTRAL = ("plot/", "tcr/", "cli.py", "_startup.py", "run_info.py", "trajectory.py", "tiny/train.py",
-                 "tiny/checkpoint/train_", "leaderboard", "run_record.py", "sidecar.py", "verify.py",
-                 "recorded.py", "revote.py")
+                 "tiny/checkpoint/train_", "tiny/testbed.py", "tiny/testbed/testbed.json", "leaderboard",
+                 "run_record.py", "sidecar.py", "verify.py", "recorded.py", "revote.py")
 # Checkpoint identity fields that name content (a retrained checkpoint at the same path changes them).
 _CONTENT = ("weights_sha256", "commit", "peft_sha256")
 _CODE = ("version", "code")

@@ -316,3 +316,21 @@ def test_stratified_mask_ratios_cover_every_stratum_once():
     assert sum(abs(a - b) for a, b in zip(strata, range(B))) <= 6
     with pytest.raises(ValueError, match="t_sampling must be 'uniform' or 'stratified', got 'sobol'"):
         masked_diffusion_loss(Uniform(), ids, attn, resp, tok.mask_token_id, t_sampling="sobol")
+
+
+def test_shipped_testbed_is_what_its_build_command_makes(tmp_path):
+    """``python -m lm_eval_temporal.tiny.testbed`` rebuilds the shipped testbed byte for byte:
+    the embedded model with only its output head scaled."""
+    from safetensors.torch import load_file
+
+    from lm_eval_temporal.tiny.testbed import HEAD, main
+
+    main(["--out", str(tmp_path / "tb")])
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "testbed.json"):
+        assert (tmp_path / "tb" / name).read_bytes() == (TESTBED_DIR / name).read_bytes(), name
+    tb, emb = load_file(str(TESTBED_DIR / "model.safetensors")), load_file(str(EMBEDDED_DIR / "model.safetensors"))
+    assert set(tb) == set(emb) and all(tb[k].equal(emb[k]) for k in emb if k != HEAD)
+    assert tb[HEAD].equal(emb[HEAD] * 0.25)
+    assert json.loads((TESTBED_DIR / "testbed.json").read_text()) == {"built_from": "embedded", "head_scale": 0.25}
+    with pytest.raises(ValueError, match="head_scale must be > 0"):
+        main(["--out", str(tmp_path / "bad"), "--head_scale", "0"])
