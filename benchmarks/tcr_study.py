@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lm_eval_temporal.tiny import TESTBED_EVAL  # temperature 0.9, seed 1234, vote=fixed (section 1)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,8 +45,7 @@ class Plan:
     seeds: tuple[int, ...] = (0, 1, 2)
     task: str = "arith_chain"
     limit: int | None = None      # all 300 problems
-    eval_args: dict[str, object] = field(default_factory=lambda: {
-        "temperature": 0.9, "seed": 1234, "vote": "fixed", "batch_size": 50})
+    eval_args: dict[str, object] = field(default_factory=lambda: {**TESTBED_EVAL, "batch_size": 50})
     bootstrap: int = 2000
     bootstrap_seed: int = 0
     tse_drop: float = 0.20        # claim (a): TSE-only lowers mean TSE by at least this share

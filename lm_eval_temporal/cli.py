@@ -129,9 +129,12 @@ def fetch_data_from_cli(out_dir: str, overwrite: bool) -> int:
 
 def _eval_hint(cfg, out: Path) -> str:
     from lm_eval_temporal.options import EMBEDDED
+    from lm_eval_temporal.tiny import TESTBED_DIR, TESTBED_EVAL, shipped_dir
 
     task = {"arith_chain": "arith_chain", "gsm8k": "gsm8k_temporal", "svamp": "svamp"}[cfg.dataset]
     args = f"pretrained={cfg.pretrained},peft={out}" if cfg.pretrained != EMBEDDED else f"peft={out}"
+    if shipped_dir(cfg.pretrained) == TESTBED_DIR:  # evaluated sampled, as in docs/tcr_evidence.md
+        args += "".join(f",{k}={v}" for k, v in TESTBED_EVAL.items())
     chat = " --apply_chat_template" if cfg.chat_template else ""
     return f"lm_eval --model llada_temporal --model_args {args} --tasks {task}{chat}"
 

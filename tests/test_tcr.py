@@ -418,6 +418,27 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_cli_trains_the_example_on_the_testbed_and_prints_the_study_evaluation(tmp_path, capsys):
+    """The example config's command (cut to one optimiser step) trains on the shipped testbed and
+    prints an evaluation command with the testbed's evaluation settings, which lm-eval parses."""
+    from lm_eval.utils import simple_parse_args_string
+
+    from lm_eval_temporal.cli import main
+    from lm_eval_temporal.tiny import TESTBED_DIR, TESTBED_EVAL
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "tcr_tiny_cpu.yaml"
+    out = tmp_path / "tcr"
+    assert main(["tcr", "--config", str(example), "--output_dir", str(out), "--max_steps", "1", "--num_iterations",
+                 "1", "--save_steps", "0", "--prompts_per_batch", "1", "--num_generations", "2",
+                 "--progress", "false"]) == 0
+    printed = capsys.readouterr().out
+    assert f"adapter saved to {out}" in printed
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(TESTBED_DIR)
+    hint = next(x for x in printed.splitlines() if x.startswith("evaluate with: "))
+    args = simple_parse_args_string(hint.split("--model_args ")[1].split()[0])
+    assert args == {"pretrained": "embedded:testbed", "peft": str(out), **TESTBED_EVAL}
+
+
 @pytest.mark.parametrize("name", ["tcr_tiny_cpu.yaml", "tcr_llada8b.yaml"])
 def test_example_configs_are_valid(name):
     path = Path(__file__).resolve().parent.parent / "examples" / name

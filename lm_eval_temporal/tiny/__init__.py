@@ -6,6 +6,8 @@
 - ``TESTBED_DIR``: a weaker checkpoint of the same training run (``pretrained=embedded:testbed``),
   the TCR testbed: its answers oscillate and the temporal majority beats its last answer
   (docs/tcr_evidence.md).
+- ``TESTBED_EVAL``: the model arguments the testbed is evaluated with (sampled, as its TCR
+  rollouts are; greedy decoding would be the embedded model's).
 - ``SHIPPED`` / ``shipped_dir``: the ``pretrained`` names of the shipped checkpoints.
 - ``DEFAULT_GEN``: the decoding settings both are meant to be run with.
 - ``arith``: the problem generator (``make_problem``, ``eval_docs``, ``training_stream``,
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["EMBEDDED_DIR", "TESTBED_DIR", "SHIPPED", "shipped_dir", "DEFAULT_GEN"]
+__all__ = ["EMBEDDED_DIR", "TESTBED_DIR", "TESTBED_EVAL", "SHIPPED", "shipped_dir", "DEFAULT_GEN"]
 
 EMBEDDED_DIR: Path = Path(__file__).resolve().parent / "checkpoint"
 TESTBED_DIR: Path = Path(__file__).resolve().parent / "testbed"
 SHIPPED: dict[str, Path] = {"embedded": EMBEDDED_DIR, "embedded:testbed": TESTBED_DIR}
+TESTBED_EVAL: dict[str, object] = {"temperature": 0.9, "seed": 1234, "vote": "fixed"}
 
 
 def shipped_dir(pretrained: str | None) -> Path | None:
