@@ -3,9 +3,9 @@
 - ``EMBEDDED_DIR``: the shipped checkpoint (``config.json`` in LLaDA's layout,
   ``model.safetensors``, tokenizer files); it loads like any LLaDA checkpoint, e.g.
   ``lm_eval_temporal.load_model(str(EMBEDDED_DIR))`` or ``AutoModel.from_pretrained``.
-- ``TESTBED_DIR``: a weaker checkpoint of the same training run (``pretrained=embedded:testbed``),
-  the TCR testbed: its answers oscillate and the temporal majority beats its last answer
-  (docs/tcr_evidence.md).
+- ``TESTBED_DIR``: the TCR testbed (``pretrained=embedded:testbed``): the embedded model with
+  its output head scaled by 0.25 (``python -m lm_eval_temporal.tiny.testbed``); sampled at 0.9
+  its answers oscillate and the temporal majority beats its last answer (docs/tcr_evidence.md).
 - ``TESTBED_EVAL``: the model arguments the testbed is evaluated with (sampled, as its TCR
   rollouts are; greedy decoding would be the embedded model's).
 - ``SHIPPED`` / ``shipped_dir``: the ``pretrained`` names of the shipped checkpoints.
