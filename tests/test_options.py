@@ -97,7 +97,7 @@ def test_special_cases_of_model_args():
     assert parse_options({"max_batch_size": "64"}).max_batch_size == 64
     o = parse_options({"gen_length": "", "steps": None, "vote": " none ", "answer_task": "MATH", "revision": "null"})
     assert (o.gen_length, o.steps, o.vote, o.answer_task, o.revision) == (None, None, "none", "math500", None)
-    with pytest.raises(ValueError, match="pretrained='': expected a path, a hub id or 'embedded'"):
+    with pytest.raises(ValueError, match="pretrained='': expected a path, a hub id, 'embedded' or 'embedded:testbed'"):
         parse_options({"pretrained": ""})
     assert parse_options({"stop_gap": [8, 5, 3]}).stop_gap == (8.0, 5.0, 3.0)
 
