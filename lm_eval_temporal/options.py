@@ -18,17 +18,18 @@ from lm_eval_temporal.families import NAMES as FAMILIES
 from lm_eval_temporal.families.diffusion_gemma.settings import DiffusionGemmaSettings
 from lm_eval_temporal.families.dream.settings import DreamSettings
 from lm_eval_temporal.families.llada2.settings import LLaDA2Settings
+from lm_eval_temporal.tiny import EMBEDDED, SHIPPED
 
 __all__ = ["BackendOptions", "OptionError", "parse_options", "resolve_sampler", "check_family", "task_alias",
            "EMBEDDED", "ANSWER_TASKS", "VOTES", "EARLY_STOPS", "CLUSTERS", "DTYPES"]
 
-EMBEDDED = "embedded"  # `pretrained` default: the model shipped in the package (tiny.SHIPPED has all names)
 ANSWER_TASKS = ("auto", "gsm8k", "svamp", "math500", "countdown", "generic")
 
 
 def _pretrained(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
-        raise ValueError("expected a path, a hub id, 'embedded' or 'embedded:testbed'")
+        *names, last = map(repr, SHIPPED)
+        raise ValueError(f"expected a path, a hub id, {', '.join(names)} or {last}")
     return value
 
 

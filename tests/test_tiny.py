@@ -249,6 +249,7 @@ def test_training_stop_at_and_save_every_give_the_full_runs_checkpoints(tmp_path
     assert logs[1] == logs[0][:4]  # the stopped run follows the 6-step schedule
     with pytest.raises(ValueError, match="stop_at must be between 1 and steps=6"):
         main(["--out", str(tmp_path / "bad"), *small, "--stop_at", "7"])
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 def test_training_batch_layout():

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["EMBEDDED_DIR", "TESTBED_DIR", "TESTBED_EVAL", "SHIPPED", "shipped_dir", "DEFAULT_GEN"]
+__all__ = ["EMBEDDED", "EMBEDDED_DIR", "TESTBED_DIR", "TESTBED_EVAL", "SHIPPED", "shipped_dir", "DEFAULT_GEN"]
 
+EMBEDDED = "embedded"  # the `pretrained` default
 EMBEDDED_DIR: Path = Path(__file__).resolve().parent / "checkpoint"
 TESTBED_DIR: Path = Path(__file__).resolve().parent / "testbed"
-SHIPPED: dict[str, Path] = {"embedded": EMBEDDED_DIR, "embedded:testbed": TESTBED_DIR}
+SHIPPED: dict[str, Path] = {EMBEDDED: EMBEDDED_DIR, f"{EMBEDDED}:testbed": TESTBED_DIR}
 TESTBED_EVAL: dict[str, object] = {"temperature": 0.9, "seed": 1234, "vote": "fixed"}
 
 

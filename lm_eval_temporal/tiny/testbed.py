@@ -15,6 +15,7 @@ embedded model's.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 HEAD = "model.transformer.ff_out.weight"
@@ -38,7 +39,7 @@ def build_testbed(out: str | Path, head_scale: float = 0.25) -> Path:
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         shutil.copyfile(EMBEDDED_DIR / name, out / name)
-    (out / "testbed.json").write_text(f'{{"built_from": "embedded", "head_scale": {head_scale}}}\n')
+    (out / "testbed.json").write_text(json.dumps({"built_from": "embedded", "head_scale": head_scale}) + "\n")
     return out
 
 

@@ -138,6 +138,11 @@ def train(
     save_every: int = 0,
     stop_at: int | None = None,
 ) -> Path:
+    # Checked before anything is written: a refused run leaves no half-made output folder.
+    if stop_at is not None and not 1 <= stop_at <= steps:
+        raise ValueError(f"stop_at must be between 1 and steps={steps}, got {stop_at}")
+    if save_every < 0:
+        raise ValueError(f"save_every must be >= 0 (0: no intermediate checkpoints), got {save_every}")
     from tqdm import tqdm
 
     from lm_eval_temporal.llada import LLaDAModelLM
@@ -179,10 +184,6 @@ def train(
     start = time.monotonic()
     deadline = start + minutes * 60
     running, n_run = 0.0, 0
-    if stop_at is not None and not 1 <= stop_at <= steps:
-        raise ValueError(f"stop_at must be between 1 and steps={steps}, got {stop_at}")
-    if save_every < 0:
-        raise ValueError(f"save_every must be >= 0 (0: no intermediate checkpoints), got {save_every}")
     bar = tqdm(range(stop_at or steps), desc="train tiny llada", disable=not progress, mininterval=2.0)
     step = 0
     for step in bar:
