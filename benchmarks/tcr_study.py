@@ -70,13 +70,15 @@ def run_job(job: str, out: Path, plan: Plan, quick: bool) -> None:
 
     import torch
 
+    from lm_eval_temporal.tcr.config import load_config
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)
     d = out / job
     d.mkdir(parents=True, exist_ok=True)
-    peft = None
-    if job != "base":
-        from lm_eval_temporal.tcr.config import load_config
+    if job == "base":
+        cfg, peft = load_config(ROOT / plan.config), None
+    else:
         from lm_eval_temporal.tcr.trainer import TCRTrainer
 
         reward, seed = job.rsplit("_s", 1)
@@ -84,32 +86,26 @@ def run_job(job: str, out: Path, plan: Plan, quick: bool) -> None:
                      "--progress", "false", "--report_to", "jsonl"] + (QUICK_OVERRIDES if quick else [])
         cfg = load_config(ROOT / plan.config, overrides)
         peft = str(TCRTrainer(cfg).train())
-    records = evaluate(d / "eval.jsonl", plan, peft)
+    records = evaluate(d / "eval.jsonl", plan, cfg.pretrained, peft)
     tmp = d / "result.json.tmp"
     tmp.write_text(json.dumps({"job": job, "per_problem": records}) + "\n", encoding="utf-8")
     os.replace(tmp, d / "result.json")
 
 
-def evaluate(path: Path, plan: Plan, peft: str | None) -> dict[str, list]:
+def evaluate(path: Path, plan: Plan, pretrained: str, peft: str | None) -> dict[str, list]:
     """Per problem (in doc order): final / vote / ever correct and TSE, through the backend."""
     sys.path.insert(0, str(Path(__file__).parent))
     from _requests import task_requests
 
-    from lm_eval_temporal import metrics
+    from lm_eval_temporal import metrics, recorded
     from lm_eval_temporal.backend import LLaDATemporalLM
-    from lm_eval_temporal.record import TemporalRecord
 
-    from lm_eval_temporal.tcr.config import load_config
-
-    pretrained = load_config(ROOT / plan.config).pretrained
     path.unlink(missing_ok=True)
     lm = LLaDATemporalLM(pretrained=pretrained, peft=peft, trajectory_path=str(path), **plan.eval_args)
     lm.generate_until(task_requests(plan.task, plan.limit), disable_tqdm=True)
-    recs = [TemporalRecord.from_json(json.loads(x), f"{path}:{i}")
-            for i, x in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if x.strip()]
-    recs.sort(key=lambda r: r.doc_id)
-    scores = [metrics.score(r, r.gold) for r in recs]
-    return {"doc_id": [r.doc_id for r in recs], "final": [s.final_pass for s in scores],
+    samples = sorted(recorded.read_file(path)[0], key=lambda s: s.record.doc_id)
+    scores = [metrics.score(s.record, s.record.gold, task=s.scorer) for s in samples]
+    return {"doc_id": [s.record.doc_id for s in samples], "final": [s.final_pass for s in scores],
             "vote": [s.vote_pass for s in scores], "ever": [s.ever_pass for s in scores],
             "tse": [s.tse for s in scores]}
 
